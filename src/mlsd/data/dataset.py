@@ -1,0 +1,197 @@
+"""The ``Dataset``: users, creators, videos and events tables that passed validation.
+
+A dataset on disk is a directory with ``events.parquet`` (or ``.csv``) and optionally
+``videos``, ``users`` and ``creators`` files of the same kinds. Writing is atomic: files are
+written into a temporary sibling directory which then replaces the target, so a crash never
+leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mlsd.data.schema import SCHEMAS, ValidationReport, validate
+from mlsd.errors import DataError
+
+KINDS: tuple[str, ...] = ("events", "videos", "users", "creators")
+SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
+
+
+@dataclass
+class Dataset:
+    """Validated tables, each conforming exactly to its schema in :mod:`mlsd.data.schema`.
+
+    ``videos`` and ``users`` are never None after :func:`load_dataset`: when the input has no
+    such file they are derived from the ids in ``events`` (other columns null), so that an
+    interactions-only log is a complete dataset.
+    """
+
+    events: pa.Table
+    videos: pa.Table
+    users: pa.Table
+    creators: pa.Table | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    report: ValidationReport | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pa.Table]:
+        out = {"events": self.events, "videos": self.videos, "users": self.users}
+        if self.creators is not None:
+            out["creators"] = self.creators
+        return out
+
+    def write(self, out_dir: str | Path, *, manifest: dict[str, Any] | None = None) -> Path:
+        """Write every table as Parquet (zstd) into ``out_dir`` atomically; returns the path.
+
+        Existing files of the same names in ``out_dir`` are replaced; other files are left alone.
+        Output is deterministic: the same tables give byte-identical files.
+        """
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for kind, t in self.tables().items():
+                pq.write_table(t, tmp / f"{kind}.parquet", compression="zstd",
+                               row_group_size=1 << 20)
+            if manifest is not None:
+                (tmp / "manifest.json").write_text(
+                    json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+                )
+            for f in tmp.iterdir():
+                _fsync(f)
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, out / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read one Parquet or CSV/TSV file as-is (types are fixed later by validation).
+
+    Raises :class:`DataError` naming the file when it is missing, empty or unreadable.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory; expected a .parquet or .csv file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: empty file (0 bytes); expected a header and at least one row")
+    name = p.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pq.read_table(p)
+        if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+            delim = "\t" if name.endswith(".tsv") else ","
+            return pacsv.read_csv(
+                p,
+                parse_options=pacsv.ParseOptions(delimiter=delim),
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=True, quoted_strings_can_be_null=False
+                ),
+            )
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{p}: cannot be read as {p.suffix.lstrip('.')}: {e}") from e
+    raise DataError(f"{p}: unsupported file type; expected .parquet, .csv, .csv.gz or .tsv")
+
+
+def is_csv(path: str | Path) -> bool:
+    return not str(path).lower().endswith((".parquet", ".pq"))
+
+
+def find_files(path: str | Path) -> dict[str, Path]:
+    """Map table kinds to files: a directory holds ``<kind>.<suffix>``; a file is the events."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if p.is_file():
+        return {"events": p}
+    found: dict[str, Path] = {}
+    for kind in KINDS:
+        for suf in SUFFIXES:
+            f = p / f"{kind}{suf}"
+            if f.exists():
+                found[kind] = f
+                break
+    if "events" not in found:
+        listing = ", ".join(sorted(x.name for x in p.iterdir())[:10]) or "nothing"
+        raise DataError(
+            f"{p}: no events file; expected events.parquet or events.csv (found: {listing})"
+        )
+    return found
+
+
+def derive_entities(events: pa.Table, kind: str) -> pa.Table:
+    """A videos or users table holding only the distinct ids seen in ``events``."""
+    idc = "video_id" if kind == "videos" else "user_id"
+    ids = pc.unique(events.column(idc)).sort()
+    schema = SCHEMAS[kind]
+    arrays = [ids if f.name == idc else pa.nulls(len(ids), f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def from_tables(
+    tables: dict[str, pa.Table | None],
+    files: dict[str, str] | None = None,
+    *,
+    repair: bool = False,
+    csv: dict[str, bool] | None = None,
+) -> Dataset:
+    """Validate raw tables and assemble a :class:`Dataset` (deriving missing entity tables)."""
+    conformed, report = validate(tables, files, repair=repair, csv=csv)
+    ev = conformed["events"]
+    return Dataset(
+        events=ev,
+        videos=conformed["videos"] if "videos" in conformed else derive_entities(ev, "videos"),
+        users=conformed["users"] if "users" in conformed else derive_entities(ev, "users"),
+        creators=conformed.get("creators"),
+        files=dict(files or {}),
+        report=report,
+    )
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    videos: str | Path | None = None,
+    users: str | Path | None = None,
+    creators: str | Path | None = None,
+    repair: bool = False,
+) -> Dataset:
+    """Load and validate a dataset in the mlsd schema (a directory, or an events file).
+
+    Explicit ``videos``/``users``/``creators`` paths override files found in the directory.
+    Raises :class:`DataError` / :class:`DataValidationError` on bad input (see ``validate``).
+    """
+    found = find_files(path)
+    for kind, extra in (("videos", videos), ("users", users), ("creators", creators)):
+        if extra is not None:
+            found[kind] = Path(extra)
+    raw = {k: read_table(f) for k, f in found.items()}
+    files = {k: str(f) for k, f in found.items()}
+    ds = from_tables(raw, files, repair=repair, csv={k: is_csv(f) for k, f in found.items()})
+    mf = Path(path) / "manifest.json"
+    if Path(path).is_dir() and mf.exists():
+        ds.meta = json.loads(mf.read_text())
+    return ds
