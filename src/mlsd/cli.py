@@ -46,7 +46,9 @@ def user_errors(fn: F) -> F:
             if os.environ.get("MLSD_DEBUG"):
                 raise
             if isinstance(e, DataValidationError) and len(e.problems) > 1:
-                err_console.print(f"[red]error:[/red] {len(e.problems)} problems found", soft_wrap=True)
+                err_console.print(
+                    f"[red]error:[/red] {len(e.problems)} problems found", soft_wrap=True
+                )
                 for p in e.problems:
                     err_console.print(f"  - {p}", soft_wrap=True, markup=False)
             else:
@@ -65,7 +67,9 @@ def simulate(
     scale: Annotated[
         str, typer.Option(help="tiny (tests), small (demo) or large (benchmarks).")
     ] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives identical files.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives identical files.")
+    ] = 0,
     days: Annotated[int | None, typer.Option(help="Override the number of simulated days.")] = None,
     users: Annotated[int | None, typer.Option(help="Override the number of users.")] = None,
     videos: Annotated[int | None, typer.Option(help="Override the number of videos.")] = None,
@@ -78,9 +82,7 @@ def simulate(
     from mlsd.config import SimulationConfig
     from mlsd.data.simulate import simulate as run_sim
 
-    overrides = {
-        k: v for k, v in {"days": days, "n_users": users, "n_videos": videos}.items() if v
-    }
+    overrides = {k: v for k, v in {"days": days, "n_users": users, "n_videos": videos}.items() if v}
     cfg = SimulationConfig.for_scale(scale, seed=seed, **overrides)
     with _progress() as progress:
         ds = run_sim(cfg, progress=progress)
@@ -97,8 +99,12 @@ def simulate(
 @user_errors
 def data_validate(
     path: Annotated[Path, typer.Argument(help="A dataset directory or an events file.")],
-    videos: Annotated[Path | None, typer.Option(help="Videos file (overrides the directory's).")] = None,
-    users: Annotated[Path | None, typer.Option(help="Users file (overrides the directory's).")] = None,
+    videos: Annotated[
+        Path | None, typer.Option(help="Videos file (overrides the directory's).")
+    ] = None,
+    users: Annotated[
+        Path | None, typer.Option(help="Users file (overrides the directory's).")
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="auto, mlsd, interactions or movielens.")
     ] = "auto",
@@ -137,8 +143,10 @@ def data_describe(
     ] = "auto",
     plot: Annotated[
         Path | None,
-        typer.Option(help="Where to write the watch-completion histogram PNG "
-                     "(default: <PATH>/describe_completion.png or next to the file)."),
+        typer.Option(
+            help="Where to write the watch-completion histogram PNG "
+            "(default: <PATH>/describe_completion.png or next to the file)."
+        ),
     ] = None,
     top: Annotated[int, typer.Option(help="How many top creators and topics to list.")] = 10,
 ) -> None:

@@ -49,9 +49,7 @@ class SimulationConfig(StrictModel):
     @classmethod
     def for_scale(cls, scale: str, seed: int = 0, **overrides: Any) -> SimulationConfig:
         if scale not in SCALES:
-            raise ConfigError(
-                f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}"
-            )
+            raise ConfigError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
         return cls(**{**SCALES[scale], "scale": scale, "seed": seed, **overrides})
 
 
@@ -107,8 +105,6 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{p}: key '{loc}': {first['msg']}") from e
-
-
 
 
 SimulationConfig.model_rebuild()
