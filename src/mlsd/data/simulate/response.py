@@ -31,6 +31,10 @@ COMPL_LOYAL = 0.6
 COMPL_EVENING = 0.2
 COMPL_DURATION = 0.45  # per log-unit of duration relative to 2 minutes
 COMPL_NOISE = 0.9
+# Quick skips: the user abandons within the first seconds (a swipe), the main source of
+# non-valid plays. P(skip) = sigmoid(SKIP_BIAS - SKIP_MATCH * m - SKIP_QUALITY * q).
+SKIP_BIAS, SKIP_MATCH, SKIP_QUALITY = 0.0, 0.8, 0.5
+SKIP_MAX_SECONDS = 25.0
 LIKE_BIAS, LIKE_COMPL, LIKE_MATCH, LIKE_QUALITY, LIKE_LOYAL = -6.0, 2.5, 0.5, 0.5, 0.5
 SHARE_BIAS, SHARE_COMPL, SHARE_MATCH, SHARE_QUALITY = -6.6, 2.0, 0.4, 0.6
 DISLIKE_BIAS, DISLIKE_MATCH, DISLIKE_QUALITY = -4.2, 1.0, 0.5
@@ -145,6 +149,10 @@ class ResponseModel:
                    + rng.normal(0.0, COMPL_NOISE, (n, s_len)))  # fmt: skip
         compl = _sigmoid(c_logit)
         compl = np.where(compl > 0.95, 1.0, compl)  # finished the video
+        # A skip watches U(0.5, min(0.45 * duration, 25)) seconds: invalid under both rules.
+        skip = rng.random((n, s_len)) < _sigmoid(SKIP_BIAS - SKIP_MATCH * m - SKIP_QUALITY * q)
+        skip_s = 0.5 + rng.random((n, s_len)) * (np.minimum(0.45 * dur, SKIP_MAX_SECONDS) - 0.5)
+        compl = np.where(skip, np.maximum(skip_s, 0.5) / dur, compl)
         watch = np.where(play, np.round(compl * dur, 1), 0.0).astype(np.float32)
         compl = np.where(play, compl, 0.0)
 
