@@ -29,8 +29,11 @@ class Problem:
     """One data problem: where it is, what was found and what was expected.
 
     ``row`` is the 0-based index of the first offending row in the table as read (for CSV
-    files ``line`` gives the 1-based line number in the file, the header being line 1).
-    ``count`` is how many rows share the problem (0 for column-level problems).
+    files ``line`` gives the 1-based line number in the file, the header being line 1; it
+    assumes one record per line). Column- and file-level problems have ``row`` None (and, for
+    a CSV column missing from the header, ``line`` 1). ``count`` is how many rows share the
+    problem (0 for column-level problems). ``check`` names the rule broken ("dtype",
+    "missing", "empty", "duplicate id"...), the key under which repairs are counted.
     """
 
     file: str
@@ -51,17 +54,27 @@ class Problem:
             if self.line is not None:
                 loc += f" (line {self.line})"
             where.append(loc)
-        more = f" [{self.count} rows]" if self.count > 1 else ""
+        elif self.line == 1:
+            where.append("header (line 1)")
+        elif self.line is not None:
+            where.append(f"line {self.line}")
+        more = f" ({self.count:,} rows in all)" if self.count > 1 else ""
         return f"{', '.join(where)}: {self.found}; expected {self.expected}{more}"
 
 
 class DataValidationError(DataError):
-    """Raised when input data breaks its contract; carries every :class:`Problem` found."""
+    """Raised when input data breaks its contract; carries every :class:`Problem` found.
 
-    def __init__(self, problems: list[Problem]) -> None:
+    ``note`` (optional) is one more line for the user, e.g. why a repair was not possible.
+    """
+
+    def __init__(self, problems: list[Problem], note: str = "") -> None:
         self.problems = list(problems)
+        self.note = note
         if len(self.problems) == 1:
             msg = str(self.problems[0])
         else:
-            msg = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+            msg = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        if note:
+            msg += f"\n({note})"
         super().__init__(msg)

@@ -54,28 +54,44 @@ class Dataset:
     def write(self, out_dir: str | Path, *, manifest: dict[str, Any] | None = None) -> Path:
         """Write every table as Parquet (zstd) into ``out_dir`` atomically; returns the path.
 
-        Existing files of the same names in ``out_dir`` are replaced; other files are left alone.
-        Output is deterministic: the same tables give byte-identical files.
+        All files are first written and synced in a temporary sibling directory, then moved
+        into place, so a failure while writing leaves the previous files untouched and no
+        temporary directory behind. Existing files of the same names in ``out_dir`` are
+        replaced; a ``<kind>.parquet`` or ``manifest.json`` left from an earlier dataset that
+        this one does not have is removed (reading the directory back must give this dataset);
+        other files are left alone. Output is deterministic: the same tables give
+        byte-identical files.
         """
-        out = Path(out_dir)
+        target = Path(out_dir)
+        out = target.resolve()
+        if out.exists() and not out.is_dir():
+            raise DataError(f"{out}: exists and is not a directory; expected a directory")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tables = self.tables()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
-            for kind, t in self.tables().items():
-                pq.write_table(t, tmp / f"{kind}.parquet", compression="zstd",
-                               row_group_size=1 << 20)
+            for kind, t in tables.items():
+                pq.write_table(
+                    t, tmp / f"{kind}.parquet", compression="zstd", row_group_size=1 << 20
+                )
             if manifest is not None:
                 (tmp / "manifest.json").write_text(
-                    json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+                    json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
                 )
             for f in tmp.iterdir():
                 _fsync(f)
             out.mkdir(parents=True, exist_ok=True)
             for f in sorted(tmp.iterdir()):
                 os.replace(f, out / f.name)
+            stale = [f"{k}.parquet" for k in KINDS if k not in tables]
+            if manifest is None:
+                stale.append("manifest.json")
+            for name in stale:
+                (out / name).unlink(missing_ok=True)
+            _fsync(out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return target
 
 
 def _fsync(path: Path) -> None:
@@ -111,8 +127,13 @@ def read_table(path: str | Path) -> pa.Table:
                     strings_can_be_null=True, quoted_strings_can_be_null=False
                 ),
             )
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{p}: cannot be read as {p.suffix.lstrip('.')}: {e}") from e
+    except (pa.ArrowException, OSError) as e:
+        if "Empty CSV file" in str(e):
+            raise DataError(
+                f"{p}: empty file (no header line); expected a header and at least one row"
+            ) from e
+        kind = "Parquet" if name.endswith((".parquet", ".pq")) else "CSV"
+        raise DataError(f"{p}: cannot be read as {kind}: {e}") from e
     raise DataError(f"{p}: unsupported file type; expected .parquet, .csv, .csv.gz or .tsv")
 
 
@@ -159,6 +180,9 @@ def from_tables(
     csv: dict[str, bool] | None = None,
 ) -> Dataset:
     """Validate raw tables and assemble a :class:`Dataset` (deriving missing entity tables)."""
+    if tables.get("events") is None:
+        given = ", ".join(k for k, t in tables.items() if t is not None) or "none"
+        raise DataError(f"no events table (tables given: {given}); a dataset needs events")
     conformed, report = validate(tables, files, repair=repair, csv=csv)
     ev = conformed["events"]
     return Dataset(
@@ -193,5 +217,8 @@ def load_dataset(
     ds = from_tables(raw, files, repair=repair, csv={k: is_csv(f) for k, f in found.items()})
     mf = Path(path) / "manifest.json"
     if Path(path).is_dir() and mf.exists():
-        ds.meta = json.loads(mf.read_text())
+        try:
+            ds.meta = json.loads(mf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{mf}: not valid JSON ({e}); expected a dataset manifest") from e
     return ds
