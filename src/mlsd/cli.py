@@ -51,8 +51,11 @@ def user_errors(fn: F) -> F:
                 )
                 for p in e.problems:
                     err_console.print(f"  - {p}", soft_wrap=True, markup=False)
+                if e.note:
+                    err_console.print(f"  ({e.note})", soft_wrap=True, markup=False)
             else:
-                err_console.print(f"[red]error:[/red] {e}", soft_wrap=True, markup=False)
+                err_console.print("[red]error:[/red] ", end="")
+                err_console.print(str(e), soft_wrap=True, markup=False)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -126,7 +129,7 @@ def data_validate(
     report = ds.report
     console.print(f"[green]valid[/green]: {path}")
     if report is not None:
-        console.print(report.summary())
+        console.print(report.summary(), soft_wrap=True, markup=False)
         for p in report.problems:
             console.print(f"  repaired: {p}", markup=False, soft_wrap=True)
     if out is not None:

@@ -336,3 +336,20 @@ def test_manifest_is_sorted_json(tmp_path: Path) -> None:
     text = (out / "manifest.json").read_text()
     assert json.loads(text) == {"a": "p", "z": 1}
     assert text.index('"a"') < text.index('"z"') and text.endswith("\n")
+
+
+def test_bad_value_deep_in_a_large_csv_is_located(tmp_path: Path) -> None:
+    """pyarrow infers types from the first block; a bad value far below must still be located."""
+    n = 300_000
+    lines = ["user_id,item_id,timestamp,weight"]
+    lines += [f"{i % 97 + 1},{i % 89 + 1},{1_600_000_000 + i},1.0" for i in range(n)]
+    bad_row = 250_000
+    lines[bad_row + 1] = f"1,1,{1_600_000_000 + bad_row},heavy"
+    p = tmp_path / "big.csv"
+    p.write_text("\n".join(lines) + "\n")
+    from mlsd.data.loaders import load
+
+    with pytest.raises(DataValidationError) as ei:
+        load(p)
+    msg = str(ei.value)
+    assert "weight" in msg and f"row {bad_row}" in msg and "'heavy'" in msg

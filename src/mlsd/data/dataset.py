@@ -120,13 +120,15 @@ def read_table(path: str | Path) -> pa.Table:
             return pq.read_table(p)
         if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             delim = "\t" if name.endswith(".tsv") else ","
-            return pacsv.read_csv(
-                p,
-                parse_options=pacsv.ParseOptions(delimiter=delim),
-                convert_options=pacsv.ConvertOptions(
-                    strings_can_be_null=True, quoted_strings_can_be_null=False
-                ),
-            )
+            try:
+                return _read_csv(p, delim)
+            except pa.ArrowInvalid as e:
+                if "conversion error" not in str(e).lower():
+                    raise
+                # pyarrow guesses column types from the first block; a bad value further down
+                # fails the whole read without a row number. Read every column as text instead
+                # so that validation can locate the bad row and name what was expected.
+                return _read_csv(p, delim, all_text=True)
     except (pa.ArrowException, OSError) as e:
         if "Empty CSV file" in str(e):
             raise DataError(
@@ -135,6 +137,21 @@ def read_table(path: str | Path) -> pa.Table:
         kind = "Parquet" if name.endswith((".parquet", ".pq")) else "CSV"
         raise DataError(f"{p}: cannot be read as {kind}: {e}") from e
     raise DataError(f"{p}: unsupported file type; expected .parquet, .csv, .csv.gz or .tsv")
+
+
+def _read_csv(p: Path, delim: str, *, all_text: bool = False) -> pa.Table:
+    parse = pacsv.ParseOptions(delimiter=delim)
+    types: dict[str, pa.DataType] = {}
+    if all_text:
+        with pacsv.open_csv(p, parse_options=parse) as reader:
+            types = {n: pa.string() for n in reader.schema.names}
+    return pacsv.read_csv(
+        p,
+        parse_options=parse,
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
 
 
 def is_csv(path: str | Path) -> bool:
