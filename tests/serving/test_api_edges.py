@@ -1,0 +1,204 @@
+"""HTTP edge behaviour that does not depend on the model: validation, auth, limits, reload.
+
+These tests use a small in-memory Servable because they are about the HTTP layer; the real
+pipeline behind the real server is exercised in tests/serving/test_service.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from mlsd.errors import DataError
+from mlsd.serving.app import API_KEY_HEADER, create_app
+from mlsd.serving.eventlog import EventLog, read_events
+from mlsd.serving.service import RequestCtx, Served, ServedItem
+
+KEY = "test-key"
+
+
+class TinyModel:
+    """Recommends videos 1..n in order; knows videos 1..100."""
+
+    def __init__(self, version: str = "v1") -> None:
+        self.version = version
+        self.applied: list[pa.Table] = []
+
+    def serve(self, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
+        items = [ServedItem(i, 1.0 / i, "popular") for i in range(1, k + 1)]
+        return Served(user_id, items, cold_start=user_id > 1000, n_candidates=k)
+
+    def similar(self, video_id: int, k: int) -> list[ServedItem]:
+        return [ServedItem(i, 0.5, "covisit") for i in range(1, k + 1)]
+
+    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
+        return (video_ids >= 1) & (video_ids <= 100)
+
+    def apply_events(self, events: pa.Table) -> None:
+        self.applied.append(events)
+
+
+def _loader(model_dir: str) -> TinyModel:
+    if "bad" in model_dir:
+        raise DataError(f"{model_dir}: manifest.json missing")
+    return TinyModel(version=Path(model_dir).name)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    app = create_app(
+        TinyModel(),
+        loader=_loader,
+        event_log=EventLog(tmp_path / "ev.jsonl"),
+        api_key=KEY,
+        max_body_bytes=50_000,
+    )
+    app.state.log_path = tmp_path / "ev.jsonl"
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _no_traceback(r) -> None:  # type: ignore[no-untyped-def]
+    assert "Traceback" not in r.text
+    assert r.status_code < 500, r.text
+
+
+def test_recommendations_ok(client: TestClient) -> None:
+    r = client.post("/v1/recommendations", json={"user_id": 5, "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert [i["video_id"] for i in body["items"]] == [1, 2, 3]
+    assert body["degraded"] is False and body["model_version"] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"user_id": 5, "k": 0}, "k"),
+        ({"user_id": 5, "k": 10_000}, "k"),
+        ({"user_id": "abc"}, "user_id"),
+        ({"user_id": 5, "colour": "red"}, "colour"),
+        ({"user_id": 5, "context": {"device": 3}}, "device"),
+        ({"k": 5}, "user_id"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_field(
+    client: TestClient, payload: dict[str, object], field: str
+) -> None:
+    r = client.post("/v1/recommendations", json=payload)
+    assert r.status_code == 422
+    assert field in r.text
+    _no_traceback(r)
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    r = client.post(
+        "/v1/recommendations",
+        content=b'{"user_id": 5,',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    _no_traceback(r)
+
+
+def test_events_need_a_key(client: TestClient) -> None:
+    ev = {"events": [{"user_id": 1, "video_id": 2, "event_type": "play"}]}
+    assert client.post("/v1/events", json=ev).status_code == 401
+    assert client.post("/v1/events", json=ev, headers={API_KEY_HEADER: "nope"}).status_code == 403
+    r = client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY})
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "applied": True}
+
+
+def test_events_are_logged_durably_and_applied(client: TestClient) -> None:
+    ev = {
+        "events": [
+            {"user_id": 1, "video_id": 2, "event_type": "play", "watch_seconds": 40},
+            {"user_id": 1, "video_id": 3, "event_type": "like"},
+        ]
+    }
+    assert client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY}).status_code == 200
+    logged = list(read_events(client.app.state.log_path))  # type: ignore[attr-defined]
+    assert [r["video_id"] for r in logged] == [2, 3]
+    model = client.app.state.holder.get()  # type: ignore[attr-defined]
+    assert model.applied[-1].num_rows == 2
+
+
+def test_unknown_video_in_events_is_422_naming_it(client: TestClient) -> None:
+    ev = {
+        "events": [
+            {"user_id": 1, "video_id": 2, "event_type": "play"},
+            {"user_id": 1, "video_id": 5555, "event_type": "play"},
+        ]
+    }
+    r = client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY})
+    assert r.status_code == 422 and "5555" in r.text and "events[1]" in r.text
+    assert list(read_events(client.app.state.log_path)) == []  # type: ignore[attr-defined]
+
+
+def test_oversized_and_empty_batches(client: TestClient) -> None:
+    many = {"events": [{"user_id": 1, "video_id": 2, "event_type": "play"}] * 1001}
+    r = client.post("/v1/events", json=many, headers={API_KEY_HEADER: KEY})
+    assert r.status_code in (413, 422)
+    _no_traceback(r)
+    r = client.post("/v1/events", json={"events": []}, headers={API_KEY_HEADER: KEY})
+    assert r.status_code == 422
+    big = b'{"events": [' + b" " * 60_000 + b"]}"
+    r = client.post(
+        "/v1/events", content=big, headers={API_KEY_HEADER: KEY, "content-type": "application/json"}
+    )
+    assert r.status_code == 413
+
+
+def test_bad_event_fields(client: TestClient) -> None:
+    for ev, field in [
+        ({"user_id": 1, "video_id": 2, "event_type": "watch"}, "event_type"),
+        ({"user_id": 1, "video_id": 2, "event_type": "play", "watch_seconds": -1}, "watch_seconds"),
+        ({"user_id": 1, "video_id": 2, "event_type": "play", "extra": 1}, "extra"),
+    ]:
+        r = client.post("/v1/events", json={"events": [ev]}, headers={API_KEY_HEADER: KEY})
+        assert r.status_code == 422 and field in r.text
+        _no_traceback(r)
+
+
+def test_similar_unknown_video_is_404(client: TestClient) -> None:
+    assert client.get("/v1/videos/5/similar?k=3").status_code == 200
+    r = client.get("/v1/videos/999/similar")
+    assert r.status_code == 404 and "999" in r.text
+    assert client.get("/v1/videos/5/similar?k=0").status_code == 422
+
+
+def test_reload_good_and_bad(client: TestClient) -> None:
+    h = {API_KEY_HEADER: KEY}
+    assert client.post("/admin/reload", json={"model_dir": "/m/v2"}).status_code == 401
+    r = client.post("/admin/reload", json={"model_dir": "/m/v2"}, headers=h)
+    assert r.status_code == 200 and r.json() == {"model_version": "v2", "previous_version": "v1"}
+    r = client.post("/admin/reload", json={"model_dir": "/m/bad"}, headers=h)
+    assert r.status_code == 409 and "still serving v2" in r.text
+    assert client.get("/healthz").json()["model_version"] == "v2"
+
+
+def test_health_ready_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").status_code == 200
+    client.post("/v1/recommendations", json={"user_id": 5000, "k": 2})
+    text = client.get("/metrics").text
+    assert "mlsd_request_latency_seconds_bucket" in text
+    assert "mlsd_cold_start_total 1.0" in text
+
+
+def test_openapi_schema_has_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {
+        "/v1/recommendations",
+        "/v1/events",
+        "/v1/videos/{video_id}/similar",
+        "/admin/reload",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(spec["paths"])
+    schema = spec["components"]["schemas"]["RecommendationRequest"]
+    assert schema.get("examples")
