@@ -1,0 +1,272 @@
+"""Creator de-duplication: at most N items per creator in the top K, and no two adjacent.
+
+The top K is filled position by position, each time with the first remaining item (in slate
+order) that keeps three conditions: its creator has fewer than N items in the top K so far,
+its creator differs from the item just above, and the items left can still fill the rest of
+the top K under both constraints. The third condition is a counting test (see
+:func:`_feasible_after`), so the greedy never paints itself into a corner: whenever *some*
+arrangement of the available items satisfies both constraints, the result does. Items it
+passes over keep their relative order and move down; they are logged as ``moved``.
+
+When no arrangement exists, two fallbacks apply, in this order:
+
+- adjacency is relaxed: if every item left under the cap is by the creator of the item above,
+  the first of them is placed anyway and logged as ``moved`` (``from_pos`` may equal
+  ``to_pos``) with a reason saying so;
+- the cap is never relaxed: if every item left belongs to a creator that already has N items
+  in the top K, the top K cannot be filled, and those items are ``dropped`` (logged), so the
+  slate comes out shorter than K. The cap is a hard business rule; a shorter slate is the
+  visible, logged consequence.
+
+Items of unknown creator (-1) count as distinct creators: never capped, never adjacent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlsd.reranking._checks import check_int
+from mlsd.reranking.slate import RuleAction, RuleContext, Slate
+
+
+class _Availability:
+    """How many more items each creator can still contribute to the top K.
+
+    ``avail[c] = min(items of c not yet placed, cap - items of c placed)``; each item of
+    unknown creator is a creator of its own with availability 1. ``hist[v]`` counts creators
+    with availability ``v`` and ``total`` sums availabilities.
+    """
+
+    def __init__(self, creators: np.ndarray, cap: int) -> None:
+        known = creators[creators >= 0]
+        ids, counts = np.unique(known, return_counts=True)
+        avail = np.minimum(counts, cap)
+        unknown = len(creators) - len(known)
+        self.cap = cap
+        self.avail: dict[int, int] = dict(zip(ids.tolist(), avail.tolist(), strict=True))
+        self.unknown = unknown
+        self.hist: list[int] = np.bincount(avail, minlength=cap + 1).tolist()
+        self.hist[1] += unknown
+        self.total = int(avail.sum()) + unknown
+
+    def of(self, c: int) -> int:
+        return self.avail[c] if c >= 0 else 1
+
+    def place(self, c: int) -> None:
+        a = self.of(c)
+        self.hist[a] -= 1
+        self.hist[a - 1] += 1
+        self.total -= 1
+        if c >= 0:
+            self.avail[c] = a - 1
+        else:
+            self.unknown -= 1
+
+    def feasible_after(self, c: int, slots: int) -> bool:
+        """Whether, after placing one item of creator ``c``, the items left can fill
+        ``min(slots, total left)`` positions with no creator twice in a row, the first of
+        them not by ``c``.
+
+        A multiset of ``L`` items can be laid out with no two equal neighbours and a first
+        item different from ``c`` iff no creator has more than ``ceil(L/2)`` of them and
+        ``c`` has at most ``floor(L/2)``. Choosing which items to use, that is iff
+        ``sum_x min(avail_x, limit_x) >= L`` with those limits. Checked against brute force in
+        ``tests/reranking/test_dedup.py``.
+        """
+        total = self.total - 1
+        need = min(slots, total)
+        lo, hi = need // 2, (need + 1) // 2
+        if lo >= self.cap:  # every limit is above every availability
+            return True
+        a = self.of(c)
+        hist = self.hist
+        excess = 0
+        for v in range(hi + 1, self.cap + 1):
+            cnt = hist[v] - (v == a) + (v == a - 1)
+            excess += cnt * (v - hi)
+        if c >= 0:
+            left = a - 1
+            excess += max(0, left - lo) - max(0, left - hi)
+        return total - excess >= need
+
+
+# Why an item was passed over at a position (kind, position): formatted only if it moved.
+_CAP, _ADJACENT, _AHEAD, _FORCED = "cap", "adjacent", "ahead", "forced"
+
+
+def arrange(
+    creators: np.ndarray, k: int, cap: int
+) -> tuple[list[int], list[int], dict[int, tuple[str, int]], list[int]]:
+    """The creator-dedup ordering of positions ``0..len(creators)-1``.
+
+    Returns ``(top, rest, why, dropped)``: the positions placed in the top ``k`` in order,
+    the other kept positions in their original order, why each position passed over was
+    skipped (first reason), and the positions dropped (see module docstring).
+    """
+    cre: list[int] = creators.tolist()
+    state = _Availability(creators, cap)
+    avail = state.avail
+    pending = list(range(len(cre)))  # not placed yet, in slate order
+    parked: list[int] = []  # not placed, and their creator is at the cap: never will be
+    top: list[int] = []
+    why: dict[int, tuple[str, int]] = {}
+    dropped: list[int] = []
+    prev = -1
+    for p in range(k):
+        if not pending:  # parked items cannot fill position p either
+            dropped, parked = parked, []
+            break
+        chosen = fallback = forced = -1
+        capped = 0
+        infeasible: set[int] = set()
+        for idx, q in enumerate(pending):
+            c = cre[q]
+            if c >= 0:
+                if avail[c] == 0:
+                    capped += 1
+                    continue
+                if c == prev:
+                    if forced < 0:
+                        forced = idx
+                    continue
+            if c in infeasible:
+                continue
+            if state.feasible_after(c, k - p - 1):
+                chosen = idx
+                break
+            if fallback < 0:
+                fallback = idx
+            infeasible.add(c)
+        kind = ""
+        if chosen < 0:
+            if fallback >= 0:
+                chosen = fallback
+            elif forced >= 0:
+                chosen, kind = forced, _FORCED
+            else:  # only capped creators left: the top k cannot be filled
+                dropped = sorted(pending + parked)
+                pending, parked = [], []
+                break
+        for q in pending[:chosen]:
+            if q not in why:
+                c = cre[q]
+                if c >= 0 and avail[c] == 0:
+                    why[q] = (_CAP, p)
+                elif c >= 0 and c == prev:
+                    why[q] = (_ADJACENT, p)
+                else:
+                    why[q] = (_AHEAD, p)
+        q = pending.pop(chosen)
+        if kind:
+            why[q] = (kind, p)
+        top.append(q)
+        prev = cre[q]
+        state.place(prev)
+        if capped > 8:  # stop re-scanning items that can no longer enter the top k
+            alive = []
+            for q in pending:
+                c = cre[q]
+                if c >= 0 and avail[c] == 0:
+                    parked.append(q)
+                    why.setdefault(q, (_CAP, p))
+                else:
+                    alive.append(q)
+            pending = alive
+    rest = sorted(pending + parked) if parked else pending
+    return top, rest, why, dropped
+
+
+class CreatorDedup:
+    """At most ``max_per_creator`` items per creator in the top ``top_k`` and never two
+    adjacent items by one creator there (see the module docstring for the algorithm and for
+    what happens when the available items make that impossible).
+
+    ``top_k`` None means ``ctx.k``. Cost: O(top_k) when the slate already complies, else
+    O(top_k x items scanned), typically a few per position.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_per_creator: int = 2,
+        top_k: int | None = None,
+        name: str = "creator_dedup",
+    ) -> None:
+        check_int("CreatorDedup.max_per_creator", max_per_creator, 1)
+        check_int("CreatorDedup.top_k", top_k, 1, allow_none=True)
+        self.max_per_creator = max_per_creator
+        self.top_k = top_k
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"CreatorDedup(max_per_creator={self.max_per_creator}, top_k={self.top_k})"
+
+    def apply(self, slate: Slate, ctx: RuleContext) -> Slate:
+        n = len(slate)
+        k = min(self.top_k or ctx.k, n)
+        cap = self.max_per_creator
+        if k == 0:
+            return slate
+        cre = ctx.catalog.creator[slate.items]
+        head = cre[:k]
+        known = np.sort(head[head >= 0])
+        # In sorted order a creator with more than ``cap`` items has x[i] == x[i + cap].
+        if not np.any((head[1:] == head[:-1]) & (head[1:] >= 0)) and not np.any(
+            known[cap:] == known[: len(known) - cap]
+        ):
+            return slate
+        top, rest, why, dropped = arrange(cre, k, cap)
+        order = np.array(top + rest, dtype=np.int64)
+        to_pos = np.full(n, -1, np.int64)
+        to_pos[order] = np.arange(len(order))
+        return slate.take(order, self._log(slate, ctx, cre, k, to_pos.tolist(), why, dropped))
+
+    def _log(
+        self,
+        slate: Slate,
+        ctx: RuleContext,
+        cre: np.ndarray,
+        k: int,
+        to_pos: list[int],
+        why: dict[int, tuple[str, int]],
+        dropped: list[int],
+    ) -> list[RuleAction]:
+        """The actions: items pushed down (with the first reason they were passed over),
+        forced adjacencies, and drops. Reasons are formatted once per creator where possible."""
+        cap, items, cids = self.max_per_creator, slate.items.tolist(), ctx.catalog.creator_ids
+        cre_l: list[int] = cre.tolist()
+        cap_reason: dict[int, str] = {}
+        actions: list[RuleAction] = []
+        for q in sorted(why):
+            kind, p = why[q]
+            t = to_pos[q]
+            if t < 0 or (t <= q and kind != _FORCED):
+                continue
+            c = cre_l[q]
+            cid = int(cids[c]) if c >= 0 else -1  # unknown creators are only ever "ahead"
+            if kind == _CAP:
+                reason = cap_reason.get(c, "")
+                if not reason:
+                    reason = cap_reason[c] = f"creator {cid} is at its cap of {cap} in the top {k}"
+            elif kind == _ADJACENT:
+                reason = f"same creator ({cid}) as the item at position {p - 1}"
+            elif kind == _AHEAD:
+                reason = (
+                    f"kept back at position {p} so that the rest of the top {k} can "
+                    "alternate creators"
+                )
+            else:
+                reason = (
+                    f"placed next to another item of creator {cid}: no other creator's "
+                    f"item is left for position {p}"
+                )
+            actions.append(RuleAction(self.name, items[q], "moved", reason, q, t))
+        filled = sum(1 for t in to_pos if 0 <= t < k)
+        for q in dropped:
+            cid = int(cids[cre_l[q]])
+            reason = (
+                f"creator {cid} is at its cap of {cap} in the top {k} and no other "
+                f"creator's item is left to fill position {filled}"
+            )
+            actions.append(RuleAction(self.name, items[q], "dropped", reason, q, None))
+        return actions
