@@ -1,0 +1,50 @@
+"""Step 3b of the book, feature engineering: one registry of features, computed offline for
+training (point-in-time correct) and online for serving, and a check that the two agree.
+
+- :mod:`.registry`, :mod:`.definitions`: declared features (:data:`VIDEO_REC`);
+- :mod:`.offline`: :func:`build_training_set`, the as-of training matrix;
+- :mod:`.online`, :mod:`.redis_store`: :class:`OnlineStore`, :class:`MemoryStore`,
+  :class:`RedisStore`;
+- :mod:`.stream`: :class:`OnlineFeatures` (incremental updates, request vector),
+  :func:`materialize`;
+- :mod:`.skew`: :func:`skew_check`.
+"""
+
+from mlsd.features.definitions import VIDEO_REC
+from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable, UnknownFeatureError
+from mlsd.features.offline import build_training_set, feature_matrix
+from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, StoreStats
+from mlsd.features.registry import WINDOWS, Feature, FeatureRegistry
+from mlsd.features.signals import Vocab
+from mlsd.features.skew import SkewReport, skew_check
+from mlsd.features.stream import OnlineFeatures, materialize
+
+__all__ = [
+    "VIDEO_REC",
+    "WINDOWS",
+    "EntityLayout",
+    "Feature",
+    "FeatureRegistry",
+    "FeatureStoreError",
+    "MemoryStore",
+    "OnlineFeatures",
+    "OnlineStore",
+    "OnlineStoreUnavailable",
+    "RedisStore",
+    "SkewReport",
+    "StoreStats",
+    "UnknownFeatureError",
+    "Vocab",
+    "build_training_set",
+    "feature_matrix",
+    "materialize",
+    "skew_check",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RedisStore":  # imported on first use: it pulls in redis-py
+        from mlsd.features.redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

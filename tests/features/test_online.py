@@ -1,0 +1,218 @@
+"""Contract tests of every OnlineStore (MemoryStore, RedisStore), and Redis failure modes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from mlsd.errors import MlsdError
+from mlsd.features.definitions import VIDEO_REC
+from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable, UnknownFeatureError
+from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, StoreStats
+
+from .conftest import RedisServer, free_port, start_redis
+
+N_TOPICS = 3
+
+
+def _define(store: OnlineStore) -> dict[str, EntityLayout]:
+    lays = {e: EntityLayout.from_registry(VIDEO_REC, e, N_TOPICS)
+            for e in ("user", "video", "creator", "user_creator")}  # fmt: skip
+    for lay in lays.values():
+        store.define(lay)
+    return lays
+
+
+def _records(lay: EntityLayout, n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, lay.width)).astype(np.float32)
+
+
+def test_store_implements_protocol(store: OnlineStore) -> None:
+    assert isinstance(store, OnlineStore)
+    assert isinstance(store.stats, StoreStats)
+
+
+def test_put_then_get_round_trips_selected_columns_in_order(store: OnlineStore) -> None:
+    lay = _define(store)["video"]
+    keys = np.array([7, 3, 11], dtype=np.int64)
+    vals = _records(lay, 3)
+    store.put("video", keys, vals)
+    feats = ["video_plays_7d", "video_duration_s", "video_impressions_1h"]
+    got = store.get("video", np.array([11, 7]), feats)
+    cols = [lay.features.index(f) for f in feats]  # all width 1
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, vals[[2, 0]][:, cols])
+
+
+def test_vector_feature_expands_to_its_width(store: OnlineStore) -> None:
+    lay = _define(store)["user"]
+    vals = _records(lay, 2)
+    store.put("user", np.array([1, 2]), vals)
+    got = store.get("user", np.array([2]), ["user_topic_affinity", "user_plays_1d"])
+    assert got.shape == (1, N_TOPICS + 1)
+    np.testing.assert_array_equal(
+        got[0], vals[1, lay.columns(["user_topic_affinity", "user_plays_1d"])]
+    )
+
+
+def test_unknown_keys_get_defaults_and_are_counted(store: OnlineStore) -> None:
+    lay = _define(store)["video"]
+    store.put("video", np.array([1]), _records(lay, 1))
+    before = store.stats.unknown_keys
+    feats = ["video_valid_watch_rate_1d", "video_impressions_30d", "video_duration_s"]
+    got = store.get("video", np.array([1, 999, 1000]), feats)
+    assert store.stats.unknown_keys == before + 2
+    defaults = [VIDEO_REC[f].default for f in feats]
+    np.testing.assert_array_equal(got[1:], np.array([defaults, defaults], dtype=np.float32))
+    assert got[1, 0] == pytest.approx(0.1)  # the smoothed rate's prior mean, not 0
+
+
+def test_overwrite_replaces_the_record(store: OnlineStore) -> None:
+    lay = _define(store)["creator"]
+    store.put("creator", np.array([5]), _records(lay, 1, seed=1))
+    new = _records(lay, 1, seed=2)
+    store.put("creator", np.array([5]), new)
+    np.testing.assert_array_equal(store.get("creator", np.array([5]), list(lay.features)), new)
+
+
+def test_pair_keys_for_user_creator(store: OnlineStore) -> None:
+    lay = _define(store)["user_creator"]
+    vals = _records(lay, 2)
+    store.put("user_creator", np.array([[1, 10], [1, 11]]), vals)
+    got = store.get("user_creator", np.array([[1, 11], [2, 10]]), list(lay.features))
+    np.testing.assert_array_equal(got[0], vals[1])
+    np.testing.assert_array_equal(got[1], lay.defaults)
+    with pytest.raises(FeatureStoreError, match=r"expected \[n, 2\]"):
+        store.get("user_creator", np.array([1, 2]), list(lay.features))
+
+
+def test_get_many_reads_several_entities_at_once(store: OnlineStore) -> None:
+    lays = _define(store)
+    store.put("user", np.array([1]), _records(lays["user"], 1))
+    store.put("video", np.arange(500), _records(lays["video"], 500))
+    user, videos = store.get_many(
+        [("user", np.array([1]), ["user_plays_1d"]),
+         ("video", np.arange(500), ["video_plays_1d", "video_topic"])]
+    )  # fmt: skip
+    assert user.shape == (1, 1) and videos.shape == (500, 2)
+
+
+def test_empty_reads(store: OnlineStore) -> None:
+    _define(store)
+    assert store.get("video", np.zeros(0, np.int64), ["video_plays_1d"]).shape == (0, 1)
+    assert store.get(
+        "user_creator", np.zeros((0, 2), np.int64), ["user_creator_impressions_30d"]
+    ).shape == (0, 1)
+
+
+def test_unregistered_feature_is_named_with_closest_names(store: OnlineStore) -> None:
+    _define(store)
+    with pytest.raises(UnknownFeatureError) as err:
+        store.get("video", np.array([1]), ["video_imprssions_1d"])
+    msg = str(err.value)
+    assert "'video_imprssions_1d'" in msg and "video_impressions_1d" in msg
+    assert isinstance(err.value, MlsdError)
+
+
+def test_feature_of_another_entity_is_an_error(store: OnlineStore) -> None:
+    _define(store)
+    with pytest.raises(FeatureStoreError, match="belongs to entity 'user'"):
+        store.get("video", np.array([1]), ["user_plays_1d"])
+
+
+def test_bad_put_shape_is_an_error(store: OnlineStore) -> None:
+    lay = _define(store)["video"]
+    with pytest.raises(FeatureStoreError, match=rf"expected \(2, {lay.width}\)"):
+        store.put("video", np.array([1, 2]), np.zeros((2, 3)))
+
+
+def test_undefined_entity_is_an_error(store: OnlineStore) -> None:
+    with pytest.raises(FeatureStoreError, match="no layout defined"):
+        store.get("video", np.array([1]), ["video_plays_1d"])
+    with pytest.raises(FeatureStoreError, match="unknown entity"):
+        store.layout("movie")
+
+
+# --- Redis specifics ---------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_layouts_are_found_by_another_process(redis_server: RedisServer) -> None:
+    from mlsd.features.redis_store import RedisStore
+
+    writer = RedisStore(redis_server.url, namespace="layouts-test")
+    try:
+        lay = _define(writer)["video"]
+        writer.put("video", np.array([4]), _records(lay, 1))
+        reader = RedisStore(redis_server.url, namespace="layouts-test")
+        assert reader.layout("video") == lay
+        assert reader.get("video", np.array([4]), ["video_plays_1d"]).shape == (1, 1)
+        assert reader.stats.unknown_keys == 0
+    finally:
+        writer.clear()
+
+
+@pytest.mark.redis
+def test_redis_closed_port_raises_typed_error_fast() -> None:
+    from mlsd.features.redis_store import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.1)
+    store.define  # noqa: B018 - constructing does not connect
+    t = time.perf_counter()
+    with pytest.raises(OnlineStoreUnavailable, match="unavailable"):
+        store.ping()
+    with pytest.raises(OnlineStoreUnavailable):
+        store.define(EntityLayout.from_registry(VIDEO_REC, "video", N_TOPICS))
+    assert time.perf_counter() - t < 1.0
+
+
+@pytest.mark.redis
+def test_redis_killed_server_raises_typed_error_fast() -> None:
+    from mlsd.features.redis_store import RedisStore
+
+    server = start_redis()
+    try:
+        store = RedisStore(server.url, timeout_s=0.1)
+        lay = _define(store)["video"]
+        store.put("video", np.array([1]), _records(lay, 1))
+        assert store.get("video", np.array([1]), ["video_plays_1d"]).shape == (1, 1)
+        server.stop()
+        for op in (lambda: store.get("video", np.array([1]), ["video_plays_1d"]),
+                   lambda: store.put("video", np.array([1]), _records(lay, 1))):  # fmt: skip
+            t = time.perf_counter()
+            with pytest.raises(OnlineStoreUnavailable) as err:
+                op()
+            assert time.perf_counter() - t < 1.0
+            assert str(server.port) in str(err.value)
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+def test_redis_stalled_server_times_out_instead_of_hanging() -> None:
+    """A server that accepts connections but never answers (SIGSTOP): timeout, not a hang."""
+    import signal
+
+    from mlsd.features.redis_store import RedisStore
+
+    server = start_redis()
+    try:
+        store = RedisStore(server.url, timeout_s=0.1)
+        lay = _define(store)["video"]
+        server.proc.send_signal(signal.SIGSTOP)
+        t = time.perf_counter()
+        with pytest.raises(OnlineStoreUnavailable, match="Timeout"):
+            store.get("video", np.array([1]), list(lay.features))
+        assert time.perf_counter() - t < 1.0
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        server.stop()
+
+
+def test_memory_store_counts_reads() -> None:
+    store = MemoryStore()
+    _define(store)
+    store.get("video", np.array([1, 2, 3]), ["video_plays_1d"])
+    assert (store.stats.reads, store.stats.keys_read, store.stats.unknown_keys) == (1, 3, 3)
