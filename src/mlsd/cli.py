@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlsd.cli_evaluate import evaluate_app
+from mlsd.cli_features import features_app
 from mlsd.errors import DataValidationError, MlsdError
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and validate event logs and catalogs.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(features_app, name="features")
 
 console = Console()
 err_console = Console(stderr=True)
