@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-evaluate_app = typer.Typer(
-    help="Offline evaluation: candidate recall of retrieval, ranking metrics.",
-    no_args_is_help=True,
-)
+from mlsd.cli_models import evaluate_main
+
+evaluate_app = typer.Typer(invoke_without_command=True)
+evaluate_app.callback()(evaluate_main)
 
 console = Console()
 

@@ -1,0 +1,1067 @@
+"""The book's two-stage video recommender as ONE object: sources -> features -> ranker -> rules.
+
+:class:`Recommender` is used offline (evaluation, batch scoring, backtests) and online (the
+HTTP service) through the same methods, so the two cannot drift apart:
+
+1. **Candidate generation** (step 4a): every :mod:`mlsd.retrieval` source proposes ``k`` videos
+   for the user from their current :class:`~mlsd.retrieval.History`; :func:`merge_lists`
+   unions them with quotas into ``candidates`` (500 by default), each tagged with its source.
+2. **Features** (step 3b): the feature-store vector of every (user, candidate, request time)
+   from the online path (:meth:`OnlineFeatures.request_features`), plus retrieval features
+   computed here: each source's rank of the candidate and the two-tower similarity.
+3. **Ranking** (step 4b): :class:`~mlsd.ranking.GBDTRanker`, calibrated probabilities per
+   objective (valid watch, like) combined with configured weights.
+4. **Re-ranking** (step 4c): :func:`mlsd.reranking.default_chain` (drop watched, explicit
+   filter, blocked creators, topic diversity, exploration, creator dedup).
+
+Training (:meth:`Recommender.fit`) follows the book's advice on label leakage: the training
+log is cut once more. Retrieval is fitted on the part before the cut, then the candidates it
+would have served at the cut are labelled by what each user did after it (valid watch, like);
+impressions without a play after the cut are added as shown-but-not-watched negatives, and
+for interactions-only logs the candidates are the sampled non-interacted negatives. Features
+of those rows are computed point-in-time at the cut by the offline builder. The ranker learns
+on them; finally retrieval is refitted on the whole log for serving.
+
+Failure handling in :meth:`Recommender.serve`: a failing or slow stage never fails the
+request; the best order available is returned (ranked, else retrieval order, else popular)
+with ``degraded=True`` and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from mlsd.config import LabelConfig, StrictModel
+from mlsd.data.dataset import Dataset
+from mlsd.data.labels import positives as label_positives
+from mlsd.data.labels import valid_watch
+from mlsd.errors import ConfigError, DataError, MlsdError
+from mlsd.features import VIDEO_REC, MemoryStore, OnlineStore, build_training_set, materialize
+from mlsd.features.offline import feature_matrix
+from mlsd.features.signals import timestamps_ms
+from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.reranking import Catalog as RuleCatalog
+from mlsd.reranking import RerankConfig, RuleContext, Slate, default_chain
+from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
+from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
+from mlsd.retrieval.base import row_keys
+from mlsd.retrieval.merge import allocate, merge_lists
+from mlsd.serving.service import RequestCtx, Served, ServedItem
+
+__all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
+
+DAY_MS = 86_400_000
+_FORMAT = 1
+
+
+class PipelineConfig(StrictModel):
+    """Everything that describes a trained :class:`Recommender` besides its data.
+
+    - ``candidates``: merged candidates ranked per request (the book's "a few hundred");
+    - ``label_split``: how training labels are cut from the log: ``global`` (the last
+      ``label_days`` of the log), ``per-user`` (each user's last ``label_share`` of positives,
+      for logs such as MovieLens where users' periods hardly overlap) or ``auto`` (global when
+      the log spans at least ``2 * label_days`` and at least a quarter of the users have a
+      positive in its last ``label_days``, else per-user);
+    - ``negatives_per_user``: unwatched candidate rows kept per user for the ranker (all
+      positives are kept; negatives are sampled uniformly, seeded);
+    - ``two_tower``: :class:`~mlsd.retrieval.TwoTowerSource` overrides (e.g. ``epochs``);
+    - ``quotas``: merged-list share per source (default :func:`mlsd.retrieval.default_quotas`);
+    - ``ranker``: :class:`~mlsd.ranking.GBDTRanker` keyword arguments; ``weights`` are the
+      objective weights of the final score (an objective without positives is dropped);
+    - ``rerank``: the served rule chain; ``offline_rerank``: the chain used by
+      :meth:`Recommender.recommend` for offline evaluation (exploration and diversity off by
+      default: their value is measured online, and random slots would only add noise here);
+    - ``budget_ms``: total time budget of one request; past it the remaining stages are
+      skipped and the best order so far is served, marked degraded.
+    """
+
+    candidates: int = Field(default=500, ge=1)
+    label_split: Literal["auto", "global", "per-user"] = "auto"
+    label_days: float = Field(default=7.0, gt=0)
+    label_share: float = Field(default=0.2, gt=0, lt=1)
+    negatives_per_user: int = Field(default=150, ge=1)
+    valid_users_share: float = Field(default=0.1, gt=0, lt=1)
+    two_tower: dict[str, Any] = Field(default_factory=dict)
+    quotas: dict[str, float] | None = None
+    ranker: dict[str, Any] = Field(default_factory=dict)
+    rerank: RerankConfig = RerankConfig()
+    offline_rerank: RerankConfig = RerankConfig(
+        diversity=DiversityConfig(enabled=False), exploration=ExplorationConfig(enabled=False)
+    )
+    budget_ms: float = Field(default=80.0, gt=0)
+    label: LabelConfig = LabelConfig()
+    seed: int = 0
+
+
+@dataclass
+class RecommendationBatch:
+    """Batch output: ``item_ids`` ``int64[n, k]`` (padded with -1), ``scores`` ``float32[n, k]``
+    and ``cold`` (``bool[n]``, users without any history)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    scores: np.ndarray
+    cold: np.ndarray
+
+    def to_table(self) -> pa.Table:
+        """Long format: ``user_id, rank, item_id, score`` (padding omitted)."""
+        n, k = self.item_ids.shape
+        ok = self.item_ids != PAD
+        rows = np.broadcast_to(np.arange(n)[:, None], (n, k))[ok]
+        ranks = np.broadcast_to(np.arange(1, k + 1)[None, :], (n, k))[ok]
+        return pa.table(
+            {
+                "user_id": pa.array(self.user_ids[rows], pa.int64()),
+                "rank": pa.array(ranks, pa.int32()),
+                "item_id": pa.array(self.item_ids[ok], pa.int64()),
+                "score": pa.array(self.scores[ok], pa.float32()),
+            }
+        )
+
+
+@dataclass
+class _Candidates:
+    """Merged candidates of a batch of users and their retrieval features."""
+
+    users: np.ndarray
+    items: np.ndarray  # int64[n, c], PAD-padded
+    sources: np.ndarray  # int8[n, c]
+    features: np.ndarray  # float32[n, c, r]
+
+
+@dataclass
+class _Stats:
+    trained_at: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _ids(table: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _events_of(table: pa.Table, *types: str) -> np.ndarray:
+    return np.asarray(
+        pc.is_in(table.column("event_type"), pa.array(list(types))).to_numpy(zero_copy_only=False),
+        dtype=bool,
+    )
+
+
+def _pair_set(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.unique(row_keys(u, v, 0) if len(u) else np.zeros(0, np.int64))
+
+
+def _in_pairs(keys_sorted: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    if len(keys_sorted) == 0 or len(u) == 0:
+        return np.zeros(len(u), bool)
+    k = row_keys(u, v, 0)
+    pos = np.minimum(np.searchsorted(keys_sorted, k), len(keys_sorted) - 1)
+    return np.asarray(keys_sorted[pos] == k)
+
+
+def as_dataset(
+    data: Dataset | Any, videos: pa.Table | None = None, users: pa.Table | None = None
+) -> Dataset:
+    """A :class:`Dataset` from a dataset or an evaluation
+    :class:`~mlsd.evaluation.Interactions` (its raw ``events``, or, for pure positives,
+    synthetic ``play`` events whose unknown watch time counts as positive)."""
+    if isinstance(data, Dataset):
+        return data
+    events = getattr(data, "events", None)
+    if events is None:
+        u, v = np.asarray(data.user_ids), np.asarray(data.item_ids)
+        ts = data.timestamps if data.timestamps is not None else np.arange(len(u))
+        events = pa.table(
+            {
+                "user_id": pa.array(u, pa.int64()),
+                "video_id": pa.array(v, pa.int64()),
+                "timestamp": pa.array(np.asarray(ts, np.int64)).cast(pa.timestamp("ms", "UTC")),
+                "event_type": pa.array(["play"] * len(u), pa.string()),
+            }
+        )
+    from mlsd.data.schema import conform
+
+    events = conform(events, "events")[0]
+    if videos is None:
+        videos = conform(pa.table({"video_id": pc.unique(events.column("video_id"))}), "videos")[0]
+    if users is None:
+        users = conform(pa.table({"user_id": pc.unique(events.column("user_id"))}), "users")[0]
+    return Dataset(events=events, videos=videos, users=users)
+
+
+class Recommender:
+    """The two-stage recommender (see the module docstring); implements the evaluation
+    ``Model`` protocol (``fit``/``recommend``) and the serving ``Servable`` protocol.
+
+    ``videos``/``users`` are used when ``fit`` receives an evaluation ``Interactions`` (which
+    carries events but no catalog). ``online_store`` receives the online features (default: a
+    new :class:`~mlsd.features.MemoryStore`). Reads (``serve``, ``recommend``) and writes
+    (``apply_events``) are serialised by one lock, so the object is thread-safe.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig | Mapping[str, Any] | None = None,
+        *,
+        videos: pa.Table | None = None,
+        users: pa.Table | None = None,
+        online_store: OnlineStore | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if config is None:
+            config = PipelineConfig()
+        elif not isinstance(config, PipelineConfig):
+            config = PipelineConfig.model_validate(dict(config))
+        self.config = config
+        self.videos = videos
+        self.users = users
+        self.online_store = online_store
+        self._say = progress or (lambda _m: None)
+        self._lock = threading.RLock()
+        self.version = "unfitted"
+        self.stats = _Stats()
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    # ------------------------------------------------------------------------- training --
+    def fit(self, data: Dataset | Any) -> Recommender:
+        """Train every stage on ``data`` (a :class:`Dataset`, or an evaluation
+        ``Interactions`` with its raw events). Raises :class:`DataError` when the log has no
+        positives, a single user, or no labels after the internal cut."""
+        cfg = self.config
+        t_all = time.perf_counter()
+        ds = as_dataset(data, self.videos, self.users)
+        ev = ds.events
+        if ev.num_rows == 0:
+            raise DataError("training events: the log is empty; expected at least one event")
+        pos = label_positives(ev, ds.videos, cfg.label, include_likes=True)
+        n_users = len(np.unique(_ids(pos, "user_id")))
+        if pos.num_rows == 0:
+            raise DataError(
+                "training events: no positives under the label rules (a valid watch of at "
+                f"least {cfg.label.min_watch_seconds:g} s, a like, or a rating >= "
+                f"{cfg.label.min_rating:g}); nothing to learn from"
+            )
+        if n_users < 2:
+            raise DataError(
+                f"training events: positives of {n_users} user(s); expected at least 2 users "
+                "(a recommender learns from what users have in common)"
+            )
+        ts = timestamps_ms(ev.column("timestamp"))
+        self.now_ms_ = int(ts.max()) + 1
+        self.dataset_ = ds
+        self.stats = _Stats(trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+        # 1. The internal cut: retrieval before it, ranker labels after it.
+        split = self._label_split(pos, ts)
+        self._say(f"ranker labels: {split['mode']} cut, {split['n_label_users']:,} users")
+        t0 = time.perf_counter()
+        self._fit_retrieval(ds, split["before"], now_ms=split["now_ms"])
+        self.stats.seconds["retrieval_fit_for_labels"] = time.perf_counter() - t0
+
+        # 2. Ranker rows: the candidates retrieval would have served at the cut, labelled.
+        t0 = time.perf_counter()
+        rows, rfeat = self._training_rows(ds, split)
+        self.stats.seconds["training_rows"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        table = build_training_set(ds, rows, registry=VIDEO_REC)
+        self.feature_names_ = [f.name for f in VIDEO_REC.matrix_features()]
+        x = np.concatenate([feature_matrix(table, self.feature_names_), rfeat], axis=1)
+        self.stats.seconds["training_features"] = time.perf_counter() - t0
+        names = self.feature_names_ + self.retrieval_feature_names_
+        labels = {
+            "watch": np.asarray(rows.column("label_watch").to_numpy(zero_copy_only=False)),
+            "like": np.asarray(rows.column("label_like").to_numpy(zero_copy_only=False)),
+        }
+        self._fit_ranker(x, labels, names, _ids(rows, "user_id"))
+        self.stats.counts.update(
+            ranker_rows=len(x),
+            ranker_positives=int(labels["watch"].sum()),
+            ranker_likes=int(labels["like"].sum()),
+        )
+
+        # 3. Serving state: retrieval on the whole log, online features, rules.
+        t0 = time.perf_counter()
+        self._fit_retrieval(ds, pos, now_ms=self.now_ms_)
+        self.stats.seconds["retrieval_fit"] = time.perf_counter() - t0
+        self._init_serving(ds)
+        self.stats.seconds["total"] = time.perf_counter() - t_all
+        self.version = self._make_version()
+        return self
+
+    def _label_split(self, pos: pa.Table, ts: np.ndarray) -> dict[str, Any]:
+        cfg = self.config
+        t = timestamps_ms(pos.column("timestamp"))
+        u = _ids(pos, "user_id")
+        span = int(ts.max() - ts.min()) if len(ts) else 0
+        mode = cfg.label_split
+        if mode == "auto":
+            # A global cut needs a log where most users are active near its end (a platform's
+            # log); MovieLens-like logs, where each user rates in a burst, get per-user cuts.
+            recent = np.unique(u[t >= int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)])
+            active = len(recent) / max(len(np.unique(u)), 1)
+            long_enough = span >= 2 * cfg.label_days * DAY_MS
+            mode = "global" if long_enough and active >= 0.25 else "per-user"
+        if mode == "global":
+            cut = int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)
+            if span < 2 * cfg.label_days * DAY_MS:
+                cut = int(np.quantile(t, 1 - cfg.label_share)) if len(t) else cut
+            after = t >= cut
+            cut_of_user = None
+        else:
+            order = np.lexsort((t, u))
+            uo = u[order]
+            starts = np.flatnonzero(np.r_[True, uo[1:] != uo[:-1]])
+            counts = np.diff(np.r_[starts, len(uo)])
+            n_label = np.where(counts >= 2, np.maximum(1, np.floor(counts * cfg.label_share)), 0)
+            rank = np.arange(len(uo)) - np.repeat(starts, counts)
+            after_sorted = rank >= np.repeat(counts - n_label, counts)
+            after = np.empty(len(u), bool)
+            after[order] = after_sorted
+            # a user's cut: the time of their first labelled positive
+            cut_of_user = {}
+            lu, lt = u[after], t[after]
+            if len(lu):
+                o = np.lexsort((lt, lu))
+                first = np.r_[True, lu[o][1:] != lu[o][:-1]]
+                cut_of_user = dict(zip(lu[o][first].tolist(), lt[o][first].tolist(), strict=True))
+            cut = int(t[after].min()) if after.any() else int(ts.max()) + 1
+        before = pos.filter(pa.array(~after))
+        label_users = np.unique(u[after])
+        if len(label_users) == 0 or before.num_rows == 0:
+            raise DataError(
+                "training events: cannot cut the log into a retrieval part and a label part "
+                f"({before.num_rows:,} positives before, {int(after.sum()):,} after); expected "
+                "positives on both sides: give a longer log or more users"
+            )
+        now_ms = (
+            int(timestamps_ms(before.column("timestamp")).max()) + 1 if mode != "global" else cut
+        )
+        return {
+            "mode": mode,
+            "cut": cut,
+            "cut_of_user": cut_of_user,
+            "now_ms": now_ms,
+            "before": before,
+            "after": pos.filter(pa.array(after)),
+            "label_users": label_users,
+            "n_label_users": len(label_users),
+        }
+
+    def _fit_retrieval(self, ds: Dataset, pos: pa.Table, *, now_ms: int) -> None:
+        cfg = self.config
+        known = _ids(ds.videos, "video_id")
+        history = History.from_positives(pos, max_len=None, known_video_ids=known)
+        sources = default_sources(seed=cfg.seed, **cfg.two_tower)
+        for s in sources:
+            s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)  # type: ignore[attr-defined]
+        self.sources_ = sources
+        self.history_ = history
+        self.source_names_ = tuple(s.name for s in sources)
+        quotas = cfg.quotas if cfg.quotas is not None else default_quotas()
+        self.shares_ = np.array([float(quotas.get(n, 0.0)) for n in self.source_names_])
+        if self.shares_.sum() <= 0:
+            raise ConfigError(f"quotas {quotas!r}: give at least one source a positive share")
+        self.retrieval_feature_names_ = [f"rank_{n}" for n in self.source_names_] + [
+            "two_tower_score",
+            "n_sources",
+        ]
+        tt = [s for s in sources if isinstance(s, TwoTowerSource)]
+        self._two_tower = tt[0] if tt else None
+
+    def _retrieve(self, users: np.ndarray, k: int) -> _Candidates:
+        """Merged candidates and retrieval features for a batch of users."""
+        lists = [s.candidates(users, k) for s in self.sources_]
+        merged = merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_)
+        return _Candidates(
+            users,
+            merged.item_ids,
+            merged.sources,
+            self._retrieval_features(users, merged.item_ids, lists),
+        )
+
+    def _retrieval_features(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    ) -> np.ndarray:
+        """``float32[n, c, r]``: each source's 1-based rank of the item (NaN: not proposed),
+        the two-tower similarity and how many sources proposed it."""
+        n, c = items.shape
+        out = np.full((n, c, len(self.retrieval_feature_names_)), np.nan, np.float32)
+        rows_c = np.broadcast_to(np.arange(n)[:, None], items.shape)
+        kc = row_keys(rows_c.ravel(), items.ravel(), n)
+        count = np.zeros(n * c, np.float32)
+        for j, (ids, _) in enumerate(lists):
+            m = ids.shape[1]
+            rows_s = np.broadcast_to(np.arange(n)[:, None], ids.shape).ravel()
+            ks = row_keys(rows_s, ids.ravel(), n)
+            ranks = np.broadcast_to(np.arange(1, m + 1)[None, :], ids.shape).ravel()
+            ok = ids.ravel() != PAD
+            ks, ranks = ks[ok], ranks[ok]
+            o = np.argsort(ks, kind="stable")
+            ks, ranks = ks[o], ranks[o]
+            if len(ks) == 0:
+                continue
+            pos = np.minimum(np.searchsorted(ks, kc), len(ks) - 1)
+            hit = (ks[pos] == kc) & (items.ravel() != PAD)
+            col = np.where(hit, ranks[pos], np.nan).astype(np.float32)
+            out[:, :, j] = col.reshape(n, c)
+            count += hit
+        out[:, :, -1] = count.reshape(n, c)
+        out[:, :, -2] = self._two_tower_scores(users, items)
+        return out
+
+    def _two_tower_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        tt = self._two_tower
+        if tt is None:
+            return np.full(items.shape, np.nan, np.float32)
+        ue = tt.user_embeddings(users)  # (n, d)
+        idx = tt.catalog_.index(items)
+        ve = tt.video_embeddings_[np.maximum(idx, 0)]  # (n, c, d)
+        s = np.einsum("nd,ncd->nc", ue, ve).astype(np.float32)
+        return np.where(idx >= 0, s, np.nan).astype(np.float32)
+
+    def _training_rows(self, ds: Dataset, split: dict[str, Any]) -> tuple[pa.Table, np.ndarray]:
+        """Labelled (user, video, cut time) rows and their retrieval features."""
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        users = split["label_users"]
+        after = split["after"]
+        ev = ds.events
+        ts = timestamps_ms(ev.column("timestamp"))
+        if split["cut_of_user"] is None:
+            cut_u = np.full(len(users), split["cut"], np.int64)
+        else:
+            cut_u = np.array([split["cut_of_user"][int(x)] for x in users], np.int64)
+        # labels: valid watches (and likes) at or after each user's cut
+        eu, evid = _ids(ev, "user_id"), _ids(ev, "video_id")
+        upos = np.searchsorted(users, eu).clip(max=len(users) - 1)
+        is_label_user = users[upos] == eu
+        ev_after = is_label_user & (ts >= np.where(is_label_user, cut_u[upos], 0))
+        watch = valid_watch(ev, ds.videos, cfg.label) & ev_after
+        like = _events_of(ev, "like") & ev_after
+        impressed = _events_of(ev, "impression") & ev_after
+        watch_keys = _pair_set(eu[watch], evid[watch])
+        like_keys = _pair_set(eu[like], evid[like])
+        del after
+        parts_u, parts_v, parts_f = [], [], []
+        k = cfg.candidates
+        batch = 2048
+        for lo in range(0, len(users), batch):
+            ub = users[lo : lo + batch]
+            cand = self._retrieve(ub, k)
+            ok = cand.items != PAD
+            rr = np.broadcast_to(np.arange(len(ub))[:, None], cand.items.shape)[ok]
+            parts_u.append(ub[rr])
+            parts_v.append(cand.items[ok])
+            parts_f.append(cand.features[ok])
+        cu = np.concatenate(parts_u) if parts_u else np.zeros(0, np.int64)
+        cv = np.concatenate(parts_v) if parts_v else np.zeros(0, np.int64)
+        cf = (
+            np.concatenate(parts_f)
+            if parts_f
+            else np.zeros((0, len(self.retrieval_feature_names_)), np.float32)
+        )
+        # shown-but-not-watched after the cut: negatives the logging policy really served
+        iu, iv = eu[impressed], evid[impressed]
+        if len(iu):
+            _, first = np.unique(row_keys(iu, iv, 0), return_index=True)
+            iu, iv = iu[first], iv[first]
+            fresh = ~_in_pairs(np.sort(row_keys(cu, cv, 0)), iu, iv)
+            iu, iv = iu[fresh], iv[fresh]
+            if len(iu):
+                ifeat = self._retrieval_features_for_pairs(iu, iv)
+                cu, cv = np.concatenate([cu, iu]), np.concatenate([cv, iv])
+                cf = np.concatenate([cf, ifeat])
+        y_watch = _in_pairs(watch_keys, cu, cv)
+        y_like = _in_pairs(like_keys, cu, cv)
+        # keep every positive, sample negatives per user
+        keep = y_watch | y_like
+        neg = np.flatnonzero(~keep)
+        if len(neg):
+            pri = rng.random(len(neg))
+            o = np.lexsort((pri, cu[neg]))
+            nu = cu[neg][o]
+            starts = np.flatnonzero(np.r_[True, nu[1:] != nu[:-1]])
+            rank = np.arange(len(nu)) - np.repeat(starts, np.diff(np.r_[starts, len(nu)]))
+            keep[neg[o][rank < cfg.negatives_per_user]] = True
+        sel = np.flatnonzero(keep)
+        cu, cv, cf = cu[sel], cv[sel], cf[sel]
+        y_watch, y_like = y_watch[sel], y_like[sel]
+        upos = np.searchsorted(users, cu)
+        t_row = cut_u[upos]
+        rows = pa.table(
+            {
+                "user_id": pa.array(cu, pa.int64()),
+                "video_id": pa.array(cv, pa.int64()),
+                "timestamp": pa.array(t_row).cast(pa.timestamp("ms", "UTC")),
+                "label_watch": pa.array(y_watch),
+                "label_like": pa.array(y_like),
+            }
+        )
+        if y_watch.sum() == 0:
+            raise DataError(
+                "ranker training: none of the candidates retrieval proposed at the cut was "
+                "watched after it; expected some positives (give a longer log)"
+            )
+        return rows, cf
+
+    def _retrieval_features_for_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Retrieval features of (user, video) pairs no source proposed: ranks NaN."""
+        f = np.full((len(u), len(self.retrieval_feature_names_)), np.nan, np.float32)
+        f[:, -1] = 0.0
+        tt = self._two_tower
+        if tt is not None and len(u):
+            uu, inv = np.unique(u, return_inverse=True)
+            ue = tt.user_embeddings(uu)[inv]
+            idx = tt.catalog_.index(v)
+            ve = tt.video_embeddings_[np.maximum(idx, 0)]
+            f[:, -2] = np.where(idx >= 0, (ue * ve).sum(1), np.nan)
+        return f
+
+    def _fit_ranker(
+        self, x: np.ndarray, labels: dict[str, np.ndarray], names: list[str], users: np.ndarray
+    ) -> None:
+        cfg = self.config
+        params = dict(cfg.ranker)
+        weights = dict(params.pop("weights", {"watch": 1.0, "like": 0.5}))
+        for obj in list(weights):
+            if obj not in labels:
+                raise ConfigError(f"ranker weights: unknown objective {obj!r}; expected watch/like")
+            y = labels[obj]
+            if y.min() == y.max():
+                self._say(f"ranker: objective {obj!r} has a single class; dropped")
+                del weights[obj]
+        if not weights:
+            raise DataError("ranker training: no objective has both positives and negatives")
+        rng = np.random.default_rng(cfg.seed + 1)
+        uu = np.unique(users)
+        valid_users = uu[rng.random(len(uu)) < cfg.valid_users_share]
+        is_valid = np.isin(users, valid_users)
+        if is_valid.all() or not is_valid.any():
+            is_valid = np.zeros(len(users), bool)
+            is_valid[-max(1, len(users) // 10) :] = True
+        params.setdefault("seed", cfg.seed)
+        # One thread unless configured: LightGBM's OpenMP threads spin while waiting, and on a
+        # shared 2-core machine two of them ran 7x slower than one (6.6 s vs 44 s on `tiny`).
+        params.setdefault("num_threads", 1)
+        ranker = GBDTRanker(weights, **params)
+        ranker.fit(
+            x[~is_valid],
+            {o: labels[o][~is_valid] for o in weights},
+            names,
+            valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
+        )
+        self.ranker_ = ranker
+
+    def _init_serving(self, ds: Dataset) -> None:
+        """Online features, the rule catalog, seen/blocked state and the popular fallback."""
+        t0 = time.perf_counter()
+        store = self.online_store if self.online_store is not None else MemoryStore()
+        self.online_ = materialize(ds, store, at_ms=self.now_ms_, label_cfg=self.config.label)
+        self.stats.seconds["materialize"] = time.perf_counter() - t0
+        ev = ds.events
+        ts = timestamps_ms(ev.column("timestamp"))
+        vids = _ids(ds.videos, "video_id")
+        imp = _events_of(ev, "impression") & (ts >= self.now_ms_ - 7 * DAY_MS)
+        exposure = np.zeros(len(vids))
+        if imp.any():
+            iv = _ids(ev.filter(pa.array(imp)), "video_id")
+            pos = np.searchsorted(vids, iv).clip(max=len(vids) - 1)
+            ok = vids[pos] == iv
+            np.add.at(exposure, pos[ok], 1.0)
+        order = np.argsort(vids, kind="stable")
+        self.catalog_ = RuleCatalog.from_videos(ds.videos.take(pa.array(order)), exposure[order])
+        self.video_ids_ = self.catalog_.item_ids
+        # everything a user interacted with (for "drop watched"), dislikes (blocked creators)
+        seen = _events_of(ev, "play", "like", "rating", "share")
+        self.seen_ = History.from_positives(
+            ev.filter(pa.array(seen)).select(["user_id", "video_id", "timestamp"]),
+            max_len=None,
+            known_video_ids=self.video_ids_,
+        )
+        self.blocked_: dict[int, set[int]] = {}
+        self._add_blocked(ev)
+        if "allows_explicit" in ds.users.column_names:
+            au = _ids(ds.users, "user_id")
+            ae = np.asarray(
+                ds.users.column("allows_explicit").fill_null(False).to_numpy(zero_copy_only=False),
+                bool,
+            )
+            self.allows_explicit_ = dict(zip(au[ae].tolist(), [True] * int(ae.sum()), strict=True))
+        else:
+            self.allows_explicit_ = {}
+        pop = next((s for s in self.sources_ if s.name == "popular"), None)
+        if pop is not None:
+            self.popular_ids_, _ = pop.candidates(np.array([-1], np.int64), self.config.candidates)
+            self.popular_ids_ = self.popular_ids_[0]
+        else:
+            self.popular_ids_ = self.video_ids_[: self.config.candidates]
+        self.served_chain_ = default_chain(self.config.rerank)
+        self.offline_chain_ = default_chain(self.config.offline_rerank)
+
+    def _add_blocked(self, ev: pa.Table) -> None:
+        dis = _events_of(ev, "dislike")
+        if not dis.any():
+            return
+        d = ev.filter(pa.array(dis))
+        du, dv = _ids(d, "user_id"), _ids(d, "video_id")
+        idx = self.catalog_.index_of(dv)
+        ok = idx >= 0
+        cre = self.catalog_.creator[idx[ok]]
+        for u, c in zip(du[ok].tolist(), cre.tolist(), strict=True):
+            if c >= 0:
+                self.blocked_.setdefault(u, set()).add(int(c))
+
+    def _make_version(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps(self.get_params(), sort_keys=True).encode())
+        h.update(str(self.now_ms_).encode())
+        h.update(str(self.dataset_.events.num_rows).encode())
+        return (
+            f"rec-{time.strftime('%Y%m%d', time.gmtime(self.now_ms_ / 1000))}-{h.hexdigest()[:10]}"
+        )
+
+    # ---------------------------------------------------------------------- inference --
+    def _check(self) -> None:
+        if not hasattr(self, "ranker_"):
+            raise MlsdError("Recommender is not fitted; call fit() or load() first")
+
+    def _features(
+        self, user_id: int, items: np.ndarray, t_ms: int, device: str | None, surface: str | None
+    ) -> np.ndarray:
+        return self.online_.request_features(
+            int(user_id),
+            items,
+            int(t_ms),
+            device=device,
+            surface=surface,
+            features=self.feature_names_,
+        )
+
+    def _context(self, user_id: int, k: int, t_ms: int) -> RuleContext:
+        watched = self.seen_.recent(np.array([user_id], np.int64))[0][0]
+        watched = watched[watched != PAD]
+        blocked = self.blocked_.get(int(user_id))
+        return RuleContext(
+            catalog=self.catalog_,
+            k=k,
+            time_ms=int(t_ms),
+            user_id=int(user_id),
+            allows_explicit=bool(self.allows_explicit_.get(int(user_id), False)),
+            watched=self.catalog_.index_of(watched) if len(watched) else np.zeros(0, np.int64),
+            blocked_creators=np.array(sorted(blocked), np.int64)
+            if blocked
+            else np.zeros(0, np.int64),
+        )
+
+    def _rank_one(
+        self,
+        user_id: int,
+        items: np.ndarray,
+        sources: np.ndarray,
+        rfeat: np.ndarray,
+        k: int,
+        t_ms: int,
+        chain: Any,
+        device: str | None = None,
+        surface: str | None = None,
+    ) -> tuple[Slate, dict[str, np.ndarray], np.ndarray]:
+        ok = items != PAD
+        items, sources, rfeat = items[ok], sources[ok], rfeat[ok]
+        x = np.concatenate([self._features(user_id, items, t_ms, device, surface), rfeat], axis=1)
+        proba = self.ranker_.predict_proba(x)
+        score = sum(self.ranker_.weights[o] * p for o, p in proba.items())
+        order = np.argsort(-np.asarray(score), kind="stable")
+        dense = self.catalog_.index_of(items[order])
+        known = dense >= 0
+        slate = Slate.from_arrays(
+            dense[known], np.asarray(score)[order][known], source=sources[order][known]
+        )
+        out = chain.apply(slate, self._context(user_id, k, t_ms))
+        return out, {o: p[order][known] for o, p in proba.items()}, items[order][known]
+
+    def recommend_batch(
+        self,
+        user_ids: np.ndarray | Sequence[int],
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        rules: Literal["offline", "served"] = "offline",
+        time_ms: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RecommendationBatch:
+        """Top-``k`` video ids and scores per user (the same path as :meth:`serve`).
+
+        ``rules``: the offline chain (default; see :class:`PipelineConfig`) or the served one.
+        ``exclude_seen=False`` keeps the user's watched videos. ``progress(n_done)`` is called
+        after each batch of users. Raises :class:`ConfigError` for ``k`` < 1 or larger than
+        the catalog.
+        """
+        self._check()
+        users = np.asarray(user_ids, dtype=np.int64)
+        k = self._check_k(k)
+        t_ms = self.now_ms_ if time_ms is None else int(time_ms)
+        base = self.offline_chain_ if rules == "offline" else self.served_chain_
+        chain = base
+        if not exclude_seen and self.config.offline_rerank.filters.drop_watched:
+            cfg = self.config.offline_rerank if rules == "offline" else self.config.rerank
+            f = cfg.filters.model_copy(update={"drop_watched": False})
+            chain = default_chain(cfg.model_copy(update={"filters": f}))
+        out_i = np.full((len(users), k), PAD, np.int64)
+        out_s = np.full((len(users), k), np.nan, np.float32)
+        n_cand = max(self.config.candidates, k)
+        with self._lock:
+            cold = self.history_.lengths(users) == 0
+            for lo in range(0, len(users), 512):
+                ub = users[lo : lo + 512]
+                cand = self._retrieve(ub, n_cand)
+                for i, u in enumerate(ub.tolist()):
+                    slate, _, _ = self._rank_one(
+                        u, cand.items[i], cand.sources[i], cand.features[i], k, t_ms, chain
+                    )
+                    m = len(slate)
+                    out_i[lo + i, :m] = self.catalog_.item_ids[slate.items]
+                    out_s[lo + i, :m] = slate.scores
+                if progress is not None:
+                    progress(min(lo + 512, len(users)))
+        return RecommendationBatch(users, out_i, out_s, cold)
+
+    def recommend(self, user_ids: np.ndarray, k: int, exclude_seen: bool = True) -> np.ndarray:
+        """The evaluation ``Model`` interface: ``int64[n, k]`` ids, padded with -1."""
+        return self.recommend_batch(user_ids, k, exclude_seen=exclude_seen).item_ids
+
+    def _check_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ConfigError(f"k={k!r}: expected an integer >= 1")
+        if k > len(self.video_ids_):
+            raise ConfigError(f"k={k}: larger than the catalog ({len(self.video_ids_):,} videos)")
+        return int(k)
+
+    @property
+    def n_unknown_users_(self) -> int:
+        return 0
+
+    # ------------------------------------------------------------------------ serving --
+    def serve(self, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
+        """One request, through every stage; never raises for a valid request (degrades)."""
+        self._check()
+        t_start = time.perf_counter()
+        budget = self.config.budget_ms
+        stage: dict[str, float] = {}
+        users = np.array([int(user_id)], np.int64)
+        k = min(int(k), len(self.video_ids_))
+        n_cand = max(self.config.candidates, k)
+        reason: str | None = None
+
+        def elapsed() -> float:
+            return (time.perf_counter() - t_start) * 1000
+
+        with self._lock:
+            cold = bool(self.history_.lengths(users)[0] == 0)
+            try:
+                cand = self._retrieve(users, n_cand)
+                stage["retrieval"] = elapsed()
+            except Exception as e:  # any source failure: popular fallback
+                return self._fallback(
+                    user_id, k, ctx, cold, f"retrieval failed: {type(e).__name__}", stage, t_start
+                )
+            items, sources, rfeat = cand.items[0], cand.sources[0], cand.features[0]
+            if elapsed() > budget:
+                reason = f"retrieval took {elapsed():.0f} ms (budget {budget:g} ms)"
+            x = None
+            if reason is None:
+                try:
+                    ok = items != PAD
+                    items, sources, rfeat = items[ok], sources[ok], rfeat[ok]
+                    feats = self._features(
+                        int(user_id), items, ctx.time_ms, ctx.device, ctx.surface
+                    )
+                    x = np.concatenate([feats, rfeat], axis=1)
+                    stage["features"] = elapsed() - stage["retrieval"]
+                except Exception as e:
+                    reason = f"feature store failed: {type(e).__name__}: {e}"[:200]
+            proba: dict[str, np.ndarray] | None = None
+            if x is not None and elapsed() > budget:
+                reason = f"features took {elapsed():.0f} ms in all (budget {budget:g} ms)"
+            if reason is None and x is not None:
+                try:
+                    proba = self.ranker_.predict_proba(x)
+                    stage["ranking"] = elapsed() - sum(stage.values())
+                except Exception as e:
+                    reason = f"ranker failed: {type(e).__name__}"
+            if proba is not None:
+                score = np.asarray(sum(self.ranker_.weights[o] * p for o, p in proba.items()))
+                chain = self.served_chain_
+            else:  # retrieval order, rules still applied (filters are not optional)
+                ok = items != PAD
+                items, sources = items[ok], sources[ok]
+                score = -np.arange(len(items), dtype=np.float64)
+                chain = self.served_chain_
+            order = np.argsort(-score, kind="stable")
+            dense = self.catalog_.index_of(items[order])
+            known = dense >= 0
+            slate = Slate.from_arrays(
+                dense[known], score[order][known], source=sources[order][known]
+            )
+            t0 = time.perf_counter()
+            try:
+                out = chain.apply(slate, self._context(int(user_id), k, ctx.time_ms))
+            except Exception as e:
+                reason = reason or f"re-ranking failed: {type(e).__name__}"
+                out = slate.truncate(k)
+            stage["rerank"] = (time.perf_counter() - t0) * 1000
+            served_items = self._served_items(out, explain, proba, order, known, rfeat, items)
+        stage["total"] = elapsed()
+        return Served(
+            user_id=int(user_id),
+            items=served_items,
+            degraded=reason is not None,
+            degraded_reason=reason,
+            cold_start=cold,
+            stage_ms=stage,
+            n_candidates=int((items != PAD).sum()),
+        )
+
+    def _served_items(
+        self,
+        slate: Slate,
+        explain: bool,
+        proba: dict[str, np.ndarray] | None,
+        order: np.ndarray,
+        known: np.ndarray,
+        rfeat: np.ndarray,
+        items: np.ndarray,
+    ) -> list[ServedItem]:
+        ids = self.catalog_.item_ids
+        names = self.source_names_
+        pos_of: dict[int, int] = {}
+        if explain:
+            dense_sorted = self.catalog_.index_of(items[order][known])
+            pos_of = {int(d): i for i, d in enumerate(dense_sorted.tolist())}
+        actions_by_item: dict[int, list[str]] = {}
+        if explain:
+            for a in slate.actions:
+                actions_by_item.setdefault(a.item, []).append(f"{a.rule}: {a.action} ({a.reason})")
+        rf = rfeat[order][known] if explain and len(rfeat) == len(items) else None
+        out = []
+        for j in range(len(slate)):
+            d = int(slate.items[j])
+            src = int(slate.source[j])
+            comp: dict[str, float] = {}
+            if explain:
+                i = pos_of.get(d)
+                if i is not None:
+                    if proba is not None:
+                        for o, p in proba.items():
+                            comp[f"p_{o}"] = float(p[order][known][i])
+                            comp[f"weight_{o}"] = float(self.ranker_.weights[o])
+                    if rf is not None:
+                        for n_, v in zip(
+                            self.retrieval_feature_names_, rf[i].tolist(), strict=True
+                        ):
+                            if v == v:  # not NaN
+                                comp[n_] = float(v)
+            sc = float(slate.scores[j])
+            out.append(
+                ServedItem(
+                    video_id=int(ids[d]),
+                    score=sc if sc == sc else 0.0,
+                    source=names[src] if 0 <= src < len(names) else "exploration",
+                    exploration=bool(slate.exploration[j]),
+                    components=comp,
+                    actions=actions_by_item.get(d, []),
+                )
+            )
+        return out
+
+    def _fallback(
+        self,
+        user_id: int,
+        k: int,
+        ctx: RequestCtx,
+        cold: bool,
+        reason: str,
+        stage: dict[str, float],
+        t_start: float,
+    ) -> Served:
+        watched = set(self.seen_.recent(np.array([user_id], np.int64))[0][0].tolist())
+        picks = [int(v) for v in self.popular_ids_.tolist() if v != PAD and v not in watched][:k]
+        stage["total"] = (time.perf_counter() - t_start) * 1000
+        return Served(
+            user_id=int(user_id),
+            items=[ServedItem(v, 1.0 / (i + 1), "popular") for i, v in enumerate(picks)],
+            degraded=True,
+            degraded_reason=reason,
+            cold_start=cold,
+            stage_ms=stage,
+            n_candidates=len(picks),
+        )
+
+    def similar(self, video_id: int, k: int) -> list[ServedItem]:
+        """Nearest videos by two-tower embedding (cosine); KeyError for an unknown video."""
+        self._check()
+        tt = self._two_tower
+        idx = int(tt.catalog_.index(np.array([video_id], np.int64))[0]) if tt else -1
+        if tt is None or idx < 0:
+            raise KeyError(video_id)
+        q = tt.video_embeddings_[idx : idx + 1]
+        with self._lock:
+            ids, scores = tt.index_.search(q, k + 1)
+        out = [
+            ServedItem(int(i), float(s), "two_tower")
+            for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+            if i != PAD and i != video_id
+        ]
+        return out[:k]
+
+    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
+        v = np.asarray(video_ids, np.int64)
+        pos = np.searchsorted(self.video_ids_, v).clip(max=len(self.video_ids_) - 1)
+        return np.asarray(self.video_ids_[pos] == v)
+
+    def apply_events(self, events: pa.Table) -> None:
+        """Apply new events (mlsd events schema): online features, the retrieval history
+        (valid watches and likes), the seen set and blocked creators. Unknown videos are
+        ignored by each part and counted there."""
+        self._check()
+        if events.num_rows == 0:
+            return
+        with self._lock:
+            self.online_.update_from_events(events)
+            pos = label_positives(
+                events, self.dataset_.videos, self.config.label, include_likes=True
+            )
+            self._append(self.history_, pos)
+            seen = _events_of(events, "play", "like", "rating", "share")
+            self._append(self.seen_, events.filter(pa.array(seen)))
+            self._add_blocked(events)
+
+    @staticmethod
+    def _append(h: History, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        u, v = _ids(table, "user_id"), _ids(table, "video_id")
+        t = timestamps_ms(table.column("timestamp"))
+        order = np.lexsort((t, u))
+        u, v, t = u[order], v[order], t[order]
+        starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+        for s, e in zip(starts.tolist(), np.r_[starts[1:], len(u)].tolist(), strict=True):
+            h.append(int(u[s]), v[s:e].tolist(), t[s:e].tolist())
+
+    def history_of(self, user_id: int, n: int = 10) -> np.ndarray:
+        """The user's most recent positive video ids, newest first."""
+        items = self.history_.recent(np.array([user_id], np.int64), n)[0][0]
+        return items[items != PAD]
+
+    # -------------------------------------------------------------------- persistence --
+    def save(self, directory: str | Path) -> None:
+        """Write the model into ``directory``: ``recommender.json`` (config and fitted
+        metadata), ``data/*.parquet`` (the training log, from which the cheap sources, the
+        history and the online features are rebuilt deterministically on load),
+        ``two_tower/`` (torch state dict, FAISS index) and ``ranker/`` (LightGBM text).
+        Nothing written can execute code on load."""
+        self._check()
+        d = Path(directory)
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        for name, table in self.dataset_.tables().items():
+            pq.write_table(table, d / "data" / f"{name}.parquet", compression="zstd")
+        if self._two_tower is not None:
+            self._two_tower.save(d / "two_tower")
+        self.ranker_.save(d / "ranker")
+        meta = {
+            "format": _FORMAT,
+            "version": self.version,
+            "config": self.get_params(),
+            "now_ms": self.now_ms_,
+            "feature_names": self.feature_names_,
+            "retrieval_feature_names": self.retrieval_feature_names_,
+            "source_names": list(self.source_names_),
+            "stats": {
+                "trained_at": self.stats.trained_at,
+                "seconds": self.stats.seconds,
+                "counts": self.stats.counts,
+            },
+        }
+        (d / "recommender.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path, *, online_store: OnlineStore | None = None) -> Recommender:
+        """Read a model written by :meth:`save`; :class:`DataError` names what is wrong."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "recommender.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(
+                f"{d / 'recommender.json'}: cannot read the model metadata ({e})"
+            ) from e
+        if meta.get("format") != _FORMAT:
+            raise DataError(
+                f"{d / 'recommender.json'}: format {meta.get('format')!r}; expected {_FORMAT}"
+            )
+        self = cls(meta["config"], online_store=online_store)
+        tables = {}
+        for name in ("events", "videos", "users"):
+            p = d / "data" / f"{name}.parquet"
+            try:
+                tables[name] = pq.read_table(p)
+            except (OSError, pa.ArrowInvalid) as e:
+                raise DataError(f"{p}: cannot read ({e})") from e
+        ds = Dataset(**tables)
+        self.dataset_ = ds
+        self.now_ms_ = int(meta["now_ms"])
+        pos = label_positives(ds.events, ds.videos, self.config.label, include_likes=True)
+        cfg = self.config
+        known = _ids(ds.videos, "video_id")
+        history = History.from_positives(pos, max_len=None, known_video_ids=known)
+        sources = []
+        for s in default_sources(seed=cfg.seed, **cfg.two_tower):
+            if isinstance(s, TwoTowerSource):
+                s = TwoTowerSource.load(d / "two_tower", history=history)
+            else:
+                s.fit(pos, videos=ds.videos, users=ds.users, now_ms=self.now_ms_, history=history)  # type: ignore[attr-defined]
+            sources.append(s)
+        self.sources_ = sources
+        self.history_ = history
+        self.source_names_ = tuple(s.name for s in sources)
+        if list(self.source_names_) != meta["source_names"]:
+            raise DataError(
+                f"{d}: sources {meta['source_names']} do not match this code's "
+                f"{list(self.source_names_)}"
+            )
+        quotas = cfg.quotas if cfg.quotas is not None else default_quotas()
+        self.shares_ = np.array([float(quotas.get(n, 0.0)) for n in self.source_names_])
+        self.retrieval_feature_names_ = list(meta["retrieval_feature_names"])
+        tt = [s for s in sources if isinstance(s, TwoTowerSource)]
+        self._two_tower = tt[0] if tt else None
+        self.feature_names_ = list(meta["feature_names"])
+        try:
+            self.ranker_ = GBDTRanker.load(d / "ranker")
+        except Exception as e:
+            raise DataError(
+                f"{d / 'ranker'}: cannot load the ranker ({type(e).__name__}: {e})"
+            ) from e
+        st = meta.get("stats", {})
+        self.stats = _Stats(
+            st.get("trained_at", ""), dict(st.get("seconds", {})), dict(st.get("counts", {}))
+        )
+        self._init_serving(ds)
+        self.version = str(meta["version"])
+        return self
