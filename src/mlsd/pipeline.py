@@ -57,6 +57,7 @@ from mlsd.reranking import Catalog as RuleCatalog
 from mlsd.reranking import RerankConfig, RuleContext, Slate, default_chain
 from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
 from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
+from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.merge import allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
@@ -64,6 +65,7 @@ from mlsd.serving.service import RequestCtx, Served, ServedItem
 __all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
 
 DAY_MS = 86_400_000
+ALS_SHARE = 0.15  # of the merged list, when ALS is on; the other sources share the rest
 _FORMAT = 1
 
 
@@ -79,6 +81,7 @@ class PipelineConfig(StrictModel):
     - ``negatives_per_user``: unwatched candidate rows kept per user for the ranker (all
       positives are kept; negatives are sampled uniformly, seeded);
     - ``two_tower``: :class:`~mlsd.retrieval.TwoTowerSource` overrides (e.g. ``epochs``);
+    - ``als``: :class:`~mlsd.retrieval.als.ALSSource` overrides, or None to leave ALS out;
     - ``quotas``: merged-list share per source (default :func:`mlsd.retrieval.default_quotas`);
     - ``ranker``: :class:`~mlsd.ranking.GBDTRanker` keyword arguments; ``weights`` are the
       objective weights of the final score (an objective without positives is dropped);
@@ -96,6 +99,7 @@ class PipelineConfig(StrictModel):
     negatives_per_user: int = Field(default=150, ge=1)
     valid_users_share: float = Field(default=0.1, gt=0, lt=1)
     two_tower: dict[str, Any] = Field(default_factory=dict)
+    als: dict[str, Any] | None = Field(default_factory=dict)
     quotas: dict[str, float] | None = None
     ranker: dict[str, Any] = Field(default_factory=dict)
     rerank: RerankConfig = RerankConfig()
@@ -367,13 +371,13 @@ class Recommender:
         cfg = self.config
         known = _ids(ds.videos, "video_id")
         history = History.from_positives(pos, max_len=None, known_video_ids=known)
-        sources = default_sources(seed=cfg.seed, **cfg.two_tower)
+        sources = self._make_sources()
         for s in sources:
             s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)  # type: ignore[attr-defined]
         self.sources_ = sources
         self.history_ = history
         self.source_names_ = tuple(s.name for s in sources)
-        quotas = cfg.quotas if cfg.quotas is not None else default_quotas()
+        quotas = self._quotas()
         self.shares_ = np.array([float(quotas.get(n, 0.0)) for n in self.source_names_])
         if self.shares_.sum() <= 0:
             raise ConfigError(f"quotas {quotas!r}: give at least one source a positive share")
@@ -383,6 +387,22 @@ class Recommender:
         ]
         tt = [s for s in sources if isinstance(s, TwoTowerSource)]
         self._two_tower = tt[0] if tt else None
+
+    def _make_sources(self) -> list[Any]:
+        cfg = self.config
+        sources: list[Any] = list(default_sources(seed=cfg.seed, **cfg.two_tower))
+        if cfg.als is not None:
+            sources.append(ALSSource(seed=cfg.seed, **cfg.als))
+        return sources
+
+    def _quotas(self) -> dict[str, float]:
+        cfg = self.config
+        if cfg.quotas is not None:
+            return dict(cfg.quotas)
+        q = {k: v * (1 - ALS_SHARE) for k, v in default_quotas().items()}
+        if cfg.als is not None:
+            q["als"] = ALS_SHARE
+        return q
 
     def _retrieve(self, users: np.ndarray, k: int) -> _Candidates:
         """Merged candidates and retrieval features for a batch of users."""
@@ -985,6 +1005,9 @@ class Recommender:
             pq.write_table(table, d / "data" / f"{name}.parquet", compression="zstd")
         if self._two_tower is not None:
             self._two_tower.save(d / "two_tower")
+        for src in self.sources_:
+            if isinstance(src, ALSSource):
+                src.save(d / "als")
         self.ranker_.save(d / "ranker")
         meta = {
             "format": _FORMAT,
@@ -1032,9 +1055,11 @@ class Recommender:
         known = _ids(ds.videos, "video_id")
         history = History.from_positives(pos, max_len=None, known_video_ids=known)
         sources = []
-        for s in default_sources(seed=cfg.seed, **cfg.two_tower):
+        for s in self._make_sources():
             if isinstance(s, TwoTowerSource):
                 s = TwoTowerSource.load(d / "two_tower", history=history)
+            elif isinstance(s, ALSSource):
+                s = ALSSource.load(d / "als", videos=ds.videos, history=history)
             else:
                 s.fit(pos, videos=ds.videos, users=ds.users, now_ms=self.now_ms_, history=history)  # type: ignore[attr-defined]
             sources.append(s)
@@ -1046,7 +1071,7 @@ class Recommender:
                 f"{d}: sources {meta['source_names']} do not match this code's "
                 f"{list(self.source_names_)}"
             )
-        quotas = cfg.quotas if cfg.quotas is not None else default_quotas()
+        quotas = self._quotas()
         self.shares_ = np.array([float(quotas.get(n, 0.0)) for n in self.source_names_])
         self.retrieval_feature_names_ = list(meta["retrieval_feature_names"])
         tt = [s for s in sources if isinstance(s, TwoTowerSource)]

@@ -1,0 +1,194 @@
+"""Matrix-factorisation retrieval: implicit ALS (Hu, Koren & Volinsky, ICDM 2008).
+
+Item factors are learned by the ``implicit`` library's CPU solver on the training positives.
+At request time a user's factors are *recomputed* from their current history with the same
+solver (``recalculate_user``: one regularised least-squares solve against the fixed item
+factors), so a new watch changes the next request, as with the two-tower. Candidates are the
+top inner products, searched in an :class:`~mlsd.retrieval.EmbeddingIndex` (exact by default;
+HNSW or IVF for large catalogs).
+
+ALS is the strongest single baseline on MovieLens 100k here (``mlsd.evaluation``); as a source
+its rank becomes a ranker feature, so the ranker starts from what ALS knows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from mlsd.config import LabelConfig
+from mlsd.data.dataset import Dataset
+from mlsd.errors import ConfigError, DataError
+from mlsd.retrieval._data import Catalog, fit_inputs
+from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.history import History
+from mlsd.retrieval.index import EmbeddingIndex, IndexKind
+
+__all__ = ["ALSSource"]
+
+_FORMAT = 1
+
+
+class ALSSource:
+    """Implicit-ALS candidates (see the module docstring); a ``CandidateSource``.
+
+    Hyperparameters as :class:`mlsd.evaluation.ALS` (defaults: the values tuned on MovieLens
+    100k), ``history_len`` watches used to recompute a user, ``index_kind``, ``name``,
+    ``exclude_seen``. Learned: ``item_factors_`` (``float32[n_videos, factors]``, catalog
+    order), ``catalog_``, ``index_``, ``history_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        factors: int = 128,
+        regularization: float = 30.0,
+        alpha: float = 5.0,
+        iterations: int = 15,
+        history_len: int = 200,
+        seed: int = 0,
+        index_kind: IndexKind = "flat",
+        name: str = "als",
+        exclude_seen: bool = True,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.history_len = history_len
+        self.seed = seed
+        self.index_kind = index_kind
+        self.name = name
+        self.exclude_seen = exclude_seen
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in ("factors", "regularization", "alpha", "iterations", "history_len", "seed",
+                      "index_kind", "name", "exclude_seen")
+        }  # fmt: skip
+
+    def _model(self) -> AlternatingLeastSquares:
+        if self.factors < 1 or self.iterations < 1 or self.alpha <= 0 or self.regularization < 0:
+            raise ConfigError(
+                f"ALS factors={self.factors}, iterations={self.iterations}, alpha={self.alpha}, "
+                f"regularization={self.regularization}: expected >= 1, >= 1, > 0, >= 0"
+            )
+        # implicit warns (an error under pytest) unless BLAS is single-threaded when it builds
+        with threadpool_limits(1, "blas"):
+            return AlternatingLeastSquares(
+                factors=int(self.factors),
+                regularization=float(self.regularization),
+                alpha=float(self.alpha),
+                iterations=int(self.iterations),
+                random_state=self.seed,
+                num_threads=1,
+            )
+
+    def fit(
+        self,
+        data: Dataset | pa.Table,
+        *,
+        videos: pa.Table | None = None,
+        users: pa.Table | None = None,
+        now_ms: int | None = None,
+        history: History | None = None,
+        label_cfg: LabelConfig | None = None,
+    ) -> ALSSource:
+        """Learn item factors from the positives of ``data`` up to ``now_ms``."""
+        pos, catalog, _ = fit_inputs(data, videos, users, label_cfg, now_ms)
+        v = catalog.index(pos.video_ids)
+        ok = v >= 0
+        if ok.sum() < 2:
+            raise DataError(f"ALS: {int(ok.sum())} positives of known videos; expected >= 2")
+        uids, u = np.unique(pos.user_ids[ok], return_inverse=True)
+        x = sp.csr_matrix(
+            (np.ones(int(ok.sum()), np.float32), (u, v[ok])), shape=(len(uids), len(catalog))
+        )
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        model = self._model()
+        with threadpool_limits(1, "blas"):
+            model.fit(x, show_progress=False)
+        self.catalog_ = catalog
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._model_ = model
+        self.history_ = history if history is not None else History.from_positives(
+            pos.to_table(), max_len=None, known_video_ids=catalog.video_ids
+        )  # fmt: skip
+        self._build_index()
+        return self
+
+    def _build_index(self) -> None:
+        self.index_ = EmbeddingIndex(self.index_kind, seed=self.seed).build(
+            self.item_factors_, self.catalog_.video_ids
+        )
+
+    def user_factors(self, user_ids: np.ndarray) -> np.ndarray:
+        """``float32[n, factors]`` recomputed from each user's current history (zeros for a
+        user without known history: their candidates then fall back to padding)."""
+        if not hasattr(self, "item_factors_"):
+            raise NotFittedError("ALSSource is not fitted; call fit() first")
+        users = as_user_ids(user_ids)
+        items, _ = self.history_.recent(users, self.history_len)
+        idx = self.catalog_.index(items)
+        rows, cols = np.nonzero(idx >= 0)
+        x = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, idx[rows, cols])),
+            shape=(len(users), len(self.catalog_)),
+        )
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        with threadpool_limits(1, "blas"):
+            f = self._model_.recalculate_user(np.arange(len(users)), x)
+        return np.asarray(f, dtype=np.float32).reshape(len(users), -1)
+
+    def candidates(self, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """See :class:`~mlsd.retrieval.base.CandidateSource`; scores are inner products."""
+        k = check_k(k)
+        users = as_user_ids(user_ids)
+        q = self.user_factors(users)
+        seen = self.history_.recent(users)[0] if self.exclude_seen else None
+        extra = 0 if seen is None else seen.shape[1]
+        ids, scores = self.index_.search(q, min(k + extra, len(self.catalog_)))
+        no_hist = ~np.any(q != 0, axis=1)
+        ids[no_hist] = PAD
+        scores[no_hist] = -np.inf
+        return exclude_and_take(ids, scores, seen, k)
+
+    # -- persistence: factors as .npy, parameters as JSON ------------------------------------
+    def save(self, directory: str | Path) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / "item_factors.npy", self.item_factors_, allow_pickle=False)
+        np.save(d / "video_ids.npy", self.catalog_.video_ids, allow_pickle=False)
+        (d / "als.json").write_text(json.dumps({"format": _FORMAT, "params": self.get_params()}))
+
+    @classmethod
+    def load(cls, directory: str | Path, *, videos: pa.Table, history: History) -> ALSSource:
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "als.json").read_text())
+            factors = np.load(d / "item_factors.npy", allow_pickle=False)
+            ids = np.load(d / "video_ids.npy", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{d}: cannot load the ALS source ({e})") from e
+        if meta.get("format") != _FORMAT:
+            raise DataError(f"{d / 'als.json'}: format {meta.get('format')!r}; expected {_FORMAT}")
+        self = cls(**meta["params"])
+        catalog = Catalog.from_videos(videos)
+        if not np.array_equal(catalog.video_ids, ids) or factors.shape[0] != len(ids):
+            raise DataError(f"{d}: item factors do not match the bundle's video catalog")
+        model = self._model()
+        model.item_factors = factors
+        self._model_ = model
+        self.catalog_, self.item_factors_, self.history_ = catalog, factors, history
+        self._build_index()
+        return self

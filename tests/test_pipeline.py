@@ -1,0 +1,203 @@
+"""The Recommender end to end on the tiny simulation: training, batch and single requests,
+degradation, feedback, persistence and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from mlsd.config import SimulationConfig
+from mlsd.data.dataset import Dataset
+from mlsd.data.simulate import simulate
+from mlsd.errors import ConfigError, DataError
+from mlsd.features.errors import OnlineStoreUnavailable
+from mlsd.pipeline import PipelineConfig, Recommender
+from mlsd.serving.service import RequestCtx
+
+CFG = PipelineConfig(two_tower={"epochs": 2}, candidates=200)
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return simulate(SimulationConfig.for_scale("tiny", seed=0))
+
+
+@pytest.fixture(scope="module")
+def rec(data: Dataset) -> Recommender:
+    return Recommender(CFG).fit(data)
+
+
+def _catalog(data: Dataset) -> dict[str, np.ndarray]:
+    v = data.videos
+    order = np.argsort(v.column("video_id").to_numpy())
+    return {
+        "id": v.column("video_id").to_numpy()[order],
+        "creator": v.column("creator_id").to_numpy()[order],
+        "explicit": np.asarray(v.column("is_explicit").to_numpy(zero_copy_only=False))[order],
+        "topic": np.asarray(v.column("topic").to_numpy(zero_copy_only=False), dtype=object)[order],
+    }
+
+
+def _seen(data: Dataset, user: int) -> set[int]:
+    ev = data.events
+    m = pc.and_(
+        pc.equal(ev.column("user_id"), user),
+        pc.is_in(ev.column("event_type"), pa.array(["play", "like", "share"])),
+    )
+    return set(ev.filter(m).column("video_id").to_pylist())
+
+
+def test_batch_recommendations_exclude_seen_and_are_unique(rec: Recommender, data: Dataset) -> None:
+    users = np.unique(data.events.column("user_id").to_numpy())[:40]
+    out = rec.recommend(users, 10)
+    assert out.shape == (40, 10)
+    for u, row in zip(users.tolist(), out, strict=True):
+        items = row[row != -1]
+        assert len(items) == 10
+        assert len(set(items.tolist())) == 10
+        assert not (set(items.tolist()) & _seen(data, u))
+
+
+def test_invariants_on_every_served_slate(rec: Recommender, data: Dataset) -> None:
+    cat = _catalog(data)
+    allows = dict(
+        zip(
+            data.users.column("user_id").to_pylist(),
+            data.users.column("allows_explicit").to_pylist(),
+            strict=True,
+        )
+    )
+    users = np.unique(data.events.column("user_id").to_numpy())[:60]
+    for u in users.tolist():
+        s = rec.serve(u, 20, RequestCtx(rec.now_ms_))
+        ids = np.array([it.video_id for it in s.items])
+        pos = np.searchsorted(cat["id"], ids)
+        creators = cat["creator"][pos]
+        if not allows[u]:
+            assert not cat["explicit"][pos].any(), f"user {u} got an explicit video"
+        _, counts = np.unique(creators, return_counts=True)
+        assert counts.max() <= 2, f"user {u}: a creator appears {counts.max()} times"
+        assert not (creators[1:] == creators[:-1]).any(), f"user {u}: same creator adjacent"
+
+
+def test_serve_explains_and_cold_start(rec: Recommender) -> None:
+    u = int(rec.history_.users()[0])
+    s = rec.serve(u, 10, RequestCtx(rec.now_ms_, device="mobile", surface="home"), explain=True)
+    assert not s.degraded and len(s.items) == 10
+    assert s.n_candidates > 10
+    first = s.items[0]
+    assert "p_watch" in first.components and first.source in rec.source_names_
+    assert set(s.stage_ms) >= {"retrieval", "features", "ranking", "rerank", "total"}
+    cold = rec.serve(10**9, 10, RequestCtx(rec.now_ms_))
+    assert cold.cold_start and not cold.degraded and len(cold.items) == 10
+
+
+def test_feature_store_failure_degrades_to_retrieval_order(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*a: object, **k: object) -> np.ndarray:
+        raise OnlineStoreUnavailable("redis down (test)")
+
+    monkeypatch.setattr(rec.online_, "request_features", down)
+    s = rec.serve(int(rec.history_.users()[0]), 10, RequestCtx(rec.now_ms_))
+    assert s.degraded and "feature store" in (s.degraded_reason or "")
+    assert len(s.items) == 10
+
+
+def test_ranker_failure_and_retrieval_failure_degrade(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError("boom")
+
+    u = int(rec.history_.users()[0])
+    monkeypatch.setattr(rec.ranker_, "predict_proba", boom)
+    s = rec.serve(u, 10, RequestCtx(rec.now_ms_))
+    assert s.degraded and "ranker" in (s.degraded_reason or "") and len(s.items) == 10
+    monkeypatch.setattr(rec, "_retrieve", boom)
+    s = rec.serve(u, 10, RequestCtx(rec.now_ms_))
+    assert s.degraded and "retrieval" in (s.degraded_reason or "")
+    assert len(s.items) == 10 and all(it.source == "popular" for it in s.items)
+
+
+def test_slow_stage_degrades(rec: Recommender, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rec, "config", rec.config.model_copy(update={"budget_ms": 0.001}))
+    s = rec.serve(int(rec.history_.users()[0]), 10, RequestCtx(rec.now_ms_))
+    assert s.degraded and "budget" in (s.degraded_reason or "") and len(s.items) == 10
+
+
+def test_new_watches_shift_recommendations_toward_their_topic(data: Dataset) -> None:
+    rec = Recommender(CFG).fit(data)
+    cat = _catalog(data)
+    u = int(rec.history_.users()[3])
+    before = rec.serve(u, 20, RequestCtx(rec.now_ms_))
+    topics_before = cat["topic"][np.searchsorted(cat["id"], [i.video_id for i in before.items])]
+    # the topic this user saw least
+    names, counts = np.unique(cat["topic"], return_counts=True)
+    target = min(names, key=lambda t: (list(topics_before).count(t), -counts[names == t][0]))
+    vids = cat["id"][(cat["topic"] == target) & ~cat["explicit"]][:12]
+    dur = dict(
+        zip(
+            data.videos.column("video_id").to_pylist(),
+            data.videos.column("duration_s").to_pylist(),
+            strict=True,
+        )
+    )
+    t0 = rec.now_ms_
+    events = pa.table(
+        {
+            "user_id": pa.array([u] * len(vids), pa.int64()),
+            "video_id": pa.array(vids, pa.int64()),
+            "timestamp": pa.array([t0 + 1000 * i for i in range(len(vids))]).cast(
+                pa.timestamp("ms", "UTC")
+            ),
+            "event_type": pa.array(["play"] * len(vids)),
+            "watch_seconds": pa.array([float(dur[int(v)]) for v in vids]),
+        }
+    )
+    from mlsd.data.schema import conform
+
+    rec.apply_events(conform(events, "events")[0])
+    after = rec.serve(u, 20, RequestCtx(t0 + 60_000))
+    topics_after = cat["topic"][np.searchsorted(cat["id"], [i.video_id for i in after.items])]
+    assert (topics_after == target).sum() > (topics_before == target).sum()
+    assert not {i.video_id for i in after.items} & set(vids.tolist())  # watched now
+
+
+def test_save_load_round_trip_gives_the_same_recommendations(
+    rec: Recommender, tmp_path: Path
+) -> None:
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    users = rec.history_.users()[:25]
+    assert back.version == rec.version
+    np.testing.assert_array_equal(back.recommend(users, 10), rec.recommend(users, 10))
+
+
+def test_load_refuses_a_corrupt_model(rec: Recommender, tmp_path: Path) -> None:
+    rec.save(tmp_path / "m")
+    (tmp_path / "m" / "recommender.json").write_text("{not json")
+    with pytest.raises(DataError, match="recommender.json"):
+        Recommender.load(tmp_path / "m")
+
+
+def test_k_out_of_range_is_a_clear_error(rec: Recommender) -> None:
+    users = rec.history_.users()[:2]
+    with pytest.raises(ConfigError, match="k=0"):
+        rec.recommend_batch(users, 0)
+    with pytest.raises(ConfigError, match="larger than the catalog"):
+        rec.recommend_batch(users, 10**6)
+
+
+def test_training_needs_positives_and_two_users(data: Dataset) -> None:
+    ev = data.events
+    impressions = ev.filter(pc.equal(ev.column("event_type"), "impression"))
+    with pytest.raises(DataError, match="no positives"):
+        Recommender(CFG).fit(Dataset(impressions, data.videos, data.users))
+    one = ev.filter(pc.equal(ev.column("user_id"), ev.column("user_id")[0]))
+    with pytest.raises(DataError, match="at least 2 users"):
+        Recommender(CFG).fit(Dataset(one, data.videos, data.users))
