@@ -181,7 +181,7 @@ def test_save_load_round_trip_gives_the_same_recommendations(
 def test_load_refuses_a_corrupt_model(rec: Recommender, tmp_path: Path) -> None:
     rec.save(tmp_path / "m")
     (tmp_path / "m" / "recommender.json").write_text("{not json")
-    with pytest.raises(DataError, match="recommender.json"):
+    with pytest.raises(DataError, match=r"recommender\.json"):
         Recommender.load(tmp_path / "m")
 
 

@@ -368,12 +368,11 @@ class Recommender:
         }
 
     def _fit_retrieval(self, ds: Dataset, pos: pa.Table, *, now_ms: int) -> None:
-        cfg = self.config
         known = _ids(ds.videos, "video_id")
         history = History.from_positives(pos, max_len=None, known_video_ids=known)
         sources = self._make_sources()
         for s in sources:
-            s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)  # type: ignore[attr-defined]
+            s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
         self.sources_ = sources
         self.history_ = history
         self.source_names_ = tuple(s.name for s in sources)
@@ -1051,7 +1050,6 @@ class Recommender:
         self.dataset_ = ds
         self.now_ms_ = int(meta["now_ms"])
         pos = label_positives(ds.events, ds.videos, self.config.label, include_likes=True)
-        cfg = self.config
         known = _ids(ds.videos, "video_id")
         history = History.from_positives(pos, max_len=None, known_video_ids=known)
         sources = []
@@ -1061,7 +1059,7 @@ class Recommender:
             elif isinstance(s, ALSSource):
                 s = ALSSource.load(d / "als", videos=ds.videos, history=history)
             else:
-                s.fit(pos, videos=ds.videos, users=ds.users, now_ms=self.now_ms_, history=history)  # type: ignore[attr-defined]
+                s.fit(pos, videos=ds.videos, users=ds.users, now_ms=self.now_ms_, history=history)
             sources.append(s)
         self.sources_ = sources
         self.history_ = history
