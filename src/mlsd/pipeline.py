@@ -691,32 +691,6 @@ class Recommender:
             else np.zeros(0, np.int64),
         )
 
-    def _rank_one(
-        self,
-        user_id: int,
-        items: np.ndarray,
-        sources: np.ndarray,
-        rfeat: np.ndarray,
-        k: int,
-        t_ms: int,
-        chain: Any,
-        device: str | None = None,
-        surface: str | None = None,
-    ) -> tuple[Slate, dict[str, np.ndarray], np.ndarray]:
-        ok = items != PAD
-        items, sources, rfeat = items[ok], sources[ok], rfeat[ok]
-        x = np.concatenate([self._features(user_id, items, t_ms, device, surface), rfeat], axis=1)
-        proba = self.ranker_.predict_proba(x)
-        score = sum(self.ranker_.weights[o] * p for o, p in proba.items())
-        order = np.argsort(-np.asarray(score), kind="stable")
-        dense = self.catalog_.index_of(items[order])
-        known = dense >= 0
-        slate = Slate.from_arrays(
-            dense[known], np.asarray(score)[order][known], source=sources[order][known]
-        )
-        out = chain.apply(slate, self._context(user_id, k, t_ms))
-        return out, {o: p[order][known] for o, p in proba.items()}, items[order][known]
-
     def recommend_batch(
         self,
         user_ids: np.ndarray | Sequence[int],
@@ -752,10 +726,26 @@ class Recommender:
             for lo in range(0, len(users), 512):
                 ub = users[lo : lo + 512]
                 cand = self._retrieve(ub, n_cand)
+                # features per user (the online path), one ranker call for the whole batch
+                xs, keep = [], []
                 for i, u in enumerate(ub.tolist()):
-                    slate, _, _ = self._rank_one(
-                        u, cand.items[i], cand.sources[i], cand.features[i], k, t_ms, chain
+                    ok = cand.items[i] != PAD
+                    keep.append(ok)
+                    fx = self._features(u, cand.items[i][ok], t_ms, None, None)
+                    xs.append(np.concatenate([fx, cand.features[i][ok]], axis=1))
+                sizes = np.array([len(x) for x in xs])
+                scores = np.split(self.ranker_.score(np.concatenate(xs)), np.cumsum(sizes)[:-1])
+                for i, u in enumerate(ub.tolist()):
+                    items = cand.items[i][keep[i]]
+                    order = np.argsort(-scores[i], kind="stable")
+                    dense = self.catalog_.index_of(items[order])
+                    known = dense >= 0
+                    slate = Slate.from_arrays(
+                        dense[known],
+                        scores[i][order][known],
+                        source=cand.sources[i][keep[i]][order][known],
                     )
+                    slate = chain.apply(slate, self._context(u, k, t_ms))
                     m = len(slate)
                     out_i[lo + i, :m] = self.catalog_.item_ids[slate.items]
                     out_s[lo + i, :m] = slate.scores
