@@ -78,3 +78,11 @@ class DataValidationError(DataError):
         if note:
             msg += f"\n({note})"
         super().__init__(msg)
+
+
+class BrowserError(MlsdError, RuntimeError):
+    """A headless browser could not be started, or could not load a page in time."""
+
+
+class BrowserNotFoundError(BrowserError):
+    """No Chromium binary (or no ``playwright`` package to drive it) could be found."""
