@@ -1077,4 +1077,14 @@ class Recommender:
         )
         self._init_serving(ds)
         self.version = str(meta["version"])
+        self.warm_up()
         return self
+
+    def warm_up(self) -> None:
+        """Serve two throwaway requests (a known and an unknown user) so that lazy
+        initialisation (torch kernels, FAISS, LightGBM) is not paid by the first real
+        request, which would otherwise overrun the budget and be served degraded."""
+        users = self.history_.users()
+        ctx = RequestCtx(self.now_ms_)
+        for u in ([int(users[0])] if len(users) else []) + [-(2**62)]:
+            self.serve(u, 10, ctx, explain=True)

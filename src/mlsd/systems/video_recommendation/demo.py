@@ -125,17 +125,19 @@ def _start_server(bundle: Path, port: int, log_path: Path, api_key: str) -> subp
         "--event-log",
         str(log_path),
     ]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log_path.with_suffix(".server.log"), "wb") as err:  # the child keeps its own fd
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180.0) -> None:
+def _wait_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180.0
+) -> None:
     import httpx
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise MlsdError(f"the service exited with status {proc.returncode}: {err}")
+            raise MlsdError(f"the service exited with status {proc.returncode}; see {log}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return
@@ -196,8 +198,16 @@ def run_demo(
     # --- Steps 4-5: models and evaluation ---------------------------------------------------
     t0 = time.perf_counter()
     pcfg = PipelineConfig(label_split="global", seed=seed)
+    # the last week is the test period (tiny logs are two weeks long: their last 3 days)
+    test_days = 7.0 if cfg.days >= 28 else max(1.0, float(cfg.days // 4))
     run = evaluate_system(
-        ds, protocol="temporal", k=20, config=pcfg, backtest_windows=backtest_windows, log=say
+        ds,
+        protocol="temporal",
+        k=20,
+        test_days=test_days,
+        config=pcfg,
+        backtest_windows=backtest_windows,
+        log=say,
     )
     lap("evaluate", t0)
     rec = run.pipeline
@@ -337,7 +347,7 @@ def _serve_and_query(
     served: list[dict[str, Any]] = []
     try:
         say(f"starting the service on {url} ...")
-        _wait_ready(url, proc)
+        _wait_ready(url, proc, (out / "events.jsonl").with_suffix(".server.log"))
         users = rec.history_.users()
         lengths = rec.history_.lengths(users)
         heavy = int(users[np.argmax(lengths)])
@@ -408,11 +418,12 @@ def _print_user(
     for c in ("#", "video", "topic", "score", "source", "why"):
         t.add_column(c)
     for i, it in enumerate(body.get("items", [])[:10], 1):
-        comp = it.get("components") or {}
+        expl = it.get("explanation") or {}
+        comp = expl.get("components") or {}
         why = ", ".join(
             f"{k}={v:.2f}" for k, v in comp.items() if k.startswith("p_") or k == "two_tower_score"
         )
-        acts = it.get("actions") or []
+        acts = expl.get("actions") or []
         if acts:
             why += "; " + "; ".join(acts)
         flag = " (explore)" if it.get("exploration") else ""
