@@ -47,15 +47,18 @@ def test_must_show_recall_on_small(small_report: RetrievalReport) -> None:
     popular = r.recall("popular")
     # Two-tower alone beats popular-only.
     assert r.recall("two_tower") > 1.15 * popular
-    # Merged is at least as good as every single source and far above popular-only. The issue
-    # asks for 2x popular; on this simulator even a ranking that knows the hidden tastes and
-    # favourite creators stays below 2x (benchmarks/retrieval.py, "oracle"), so 1.35x is the
-    # regression bar (measured: 1.43x on all users of seed 0, 1.45x on seed 1).
-    assert r.recall("merged") >= 1.35 * popular
+    # Merged is at least as good as every single source and at least 2x popular-only (the
+    # issue's goal; measured on all users: 2.12x on seed 0, 2.08x on seed 1; docs/simulator.md
+    # explains why the logging policy is personalised enough for that to be possible).
+    assert r.recall("merged") >= 2.0 * popular
     assert r.recall("merged") >= max(s.recall[500] for s in r.sources) - 0.01
-    # Cold-start users get candidates from the fallbacks.
+    # Cold-start users get a full list from the fallbacks, about as good as popular-only for
+    # them: the personalised logging policy shows them videos by hidden tastes and favourite
+    # creators that nothing in the log reveals yet (measured on this subset: merged 0.28,
+    # popular 0.29; 0.41 for both under the first, popularity-heavy policy).
     assert r.merged is not None and r.merged.filled == 1.0
-    assert r.merged.recall_cold[500] > 0.3
+    pop_cold = next(s for s in r.sources if s.name == "popular").recall_cold[500]
+    assert r.merged.recall_cold[500] >= 0.9 * pop_cold > 0.2
     shares = [s.merged_hit_share or 0.0 for s in r.sources]
     assert sum(shares) == pytest.approx(1.0)
 

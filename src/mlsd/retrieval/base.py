@@ -83,6 +83,12 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return idx, val
     if kk < m:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        # argpartition picks an arbitrary subset of the entries tied with the k-th value; in
+        # rows where such a tie straddles the cut, take the lowest columns (a stable sort).
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        straddle = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > kk)
+        if len(straddle):
+            part[straddle] = np.argsort(-scores[straddle], axis=1, kind="stable")[:, :kk]
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     ps = np.take_along_axis(scores, part, axis=1)

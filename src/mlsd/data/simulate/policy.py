@@ -1,11 +1,14 @@
 """The logging policy: which slates the simulated platform showed.
 
-A mix of sources per slot, like a production system before ML ranking: popular (weighted by
-prior popularity), topic-matched (a topic drawn from the user's current taste, then a popular
-video of it), fresh uploads (uniform over the last 7 days) and videos of the user's favourite
-creators. Videos not yet uploaded at request time, explicit videos for users who do not allow
-them, and duplicates within a slate are replaced by draws from a safe fallback (popular,
-pre-window, non-explicit). The sources' shares are ``MIX``.
+A mix of sources per slot, like a production platform that already personalises: a few
+popular slots (the platform's biggest hits, sharply weighted by prior popularity), topic slots
+(a topic drawn from the user's current taste, focused on their top topics, then a video of it,
+mildly weighted by popularity), fresh uploads (uniform over the last 7 days) and videos of the
+user's favourite creators (weighted by popularity within the creator). Videos not yet uploaded
+at request time, explicit videos for users who do not allow them, and duplicates within a
+slate are replaced by draws from a safe fallback (popular, pre-window, non-explicit). The
+sources' shares are ``MIX``; the weights are the constants below (``docs/simulator.md``,
+"Requests and the logging policy", gives the reasons for their values).
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from mlsd.data.simulate.response import ResponseModel
 from mlsd.data.simulate.world import DAY_MS, World
 
 SOURCES = ("popular", "topic", "fresh", "favourite")
-MIX = (0.35, 0.40, 0.10, 0.15)
-POPULARITY_ALPHA = 1.0  # sampling weight = exp(alpha * log-popularity)
+MIX = (0.10, 0.40, 0.10, 0.40)
+POPULARITY_ALPHA = 2.5  # popular slots (and the fallback): weight = exp(alpha * log-popularity)
+TOPIC_ALPHA = 0.7  # topic slots: weight within the topic = exp(alpha * log-popularity)
+TOPIC_FOCUS = 3.0  # topic slots: topic ~ softmax(FOCUS * taste logits); > 1 favours top topics
+FAVOURITE_ALPHA = 1.0  # favourite slots: weight within the creator (0: uniform)
 FRESH_WINDOW_MS = 7 * DAY_MS
 
 
@@ -57,19 +63,23 @@ class LoggingPolicy:
     def __init__(self, world: World, response: ResponseModel) -> None:
         self.world = w = world
         self.response = response
-        weight = np.exp(POPULARITY_ALPHA * w.video_log_popularity().astype(np.float64))
+        log_pop = w.video_log_popularity().astype(np.float64)
+        weight = np.exp(POPULARITY_ALPHA * log_pop)
         allv = np.arange(w.n_videos)
         self._popular = _Weighted(allv, weight)
-        self._topic = _Weighted(allv, weight, w.video_topic.astype(np.int64), w.cfg.n_topics)
+        self._topic = _Weighted(
+            allv, np.exp(TOPIC_ALPHA * log_pop), w.video_topic.astype(np.int64), w.cfg.n_topics
+        )
         safe = allv[(w.upload_ms < w.start_ms) & ~w.is_explicit]
         if safe.size == 0:  # degenerate configs: fall back to every video
             safe = allv
         self._safe = _Weighted(safe, weight[safe])
         self._by_upload = np.argsort(w.upload_ms, kind="stable")
         self._upload_sorted = w.upload_ms[self._by_upload]
-        self._by_creator = np.argsort(w.video_creator, kind="stable")
-        cc = np.bincount(w.video_creator, minlength=w.n_creators)
-        self._creator_off = np.concatenate([[0], np.cumsum(cc)])
+        self._favourite = _Weighted(
+            allv, np.exp(FAVOURITE_ALPHA * log_pop), w.video_creator.astype(np.int64), w.n_creators
+        )
+        self._focus = TOPIC_FOCUS
 
     def slates(
         self, users: np.ndarray, times_ms: np.ndarray, size: int, rng: np.random.Generator
@@ -87,8 +97,9 @@ class LoggingPolicy:
 
         sel = src == 1
         if sel.any():
-            p = self.response.taste(users, times_ms)
-            cum = np.cumsum(p, axis=1)
+            z = self._focus * self.response.taste_logits(users, times_ms)
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            cum = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
             draws = rng.random((n, size))
             topic = (cum[:, None, :] < draws[:, :, None]).sum(-1)
             topic = np.minimum(topic, w.cfg.n_topics - 1)
@@ -106,9 +117,7 @@ class LoggingPolicy:
         sel = src == 3
         if sel.any():
             fav = w.favourites[uu[sel], rng.integers(0, w.favourites.shape[1], int(sel.sum()))]
-            lo, hi = self._creator_off[fav], self._creator_off[fav + 1]
-            pick = lo + (rng.random(len(fav)) * (hi - lo)).astype(np.int64)
-            out[sel] = np.where(hi > lo, self._by_creator[np.minimum(pick, w.n_videos - 1)], -1)
+            out[sel] = self._favourite.sample(rng, fav, len(fav))
 
         # Replace impossible picks: not uploaded yet, explicit for a user who disallows it.
         bad = out < 0
