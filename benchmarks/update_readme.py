@@ -45,7 +45,29 @@ def simulate(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + _machine(d)
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"simulate": simulate}
+def serving(d: dict[str, Any]) -> str:
+    load, lat, m = d["load"], d["latency_ms"], d["model"]
+    g = d["goal"]
+    verdict = "**met**" if d["meets_goal"] else "**missed**"
+    rows = [
+        "| model | load | achieved | errors | p50 | p95 | p99 | max | goal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| {m['kind']} `{m['version']}` | {load['rate_rps']:g} rps x {load['duration_s']:g} s, "
+        f"k={load['k']}, {load['workers']} worker(s) | {d['achieved_rps']:g} rps | "
+        f"{d['errors']} | {lat['p50']:.1f} ms | {lat['p95']:.1f} ms | {lat['p99']:.1f} ms | "
+        f"{lat['max']:.1f} ms | {g['rate']:g} rps, 0 errors, p50 <= {g['max_p50_ms']:g} ms, "
+        f"p99 <= {g['max_p99_ms']:g} ms: {verdict} |",
+    ]
+    cpu = d.get("cpu_seconds", {})
+    note = (
+        f"Open loop, latency from each request's due time; users: {load['users']['source']}. "
+        f"CPU over the run: server {cpu.get('server')} s, load generator "
+        f"{cpu.get('load_generator')} s, wall {cpu.get('wall')} s."
+    )
+    return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"simulate": simulate, "serving": serving}
 
 
 def render_all(readme: str) -> str:

@@ -1,7 +1,7 @@
 """HTTP edge behaviour that does not depend on the model: validation, auth, limits, reload.
 
 These tests use a small in-memory Servable because they are about the HTTP layer; the real
-pipeline behind the real server is exercised in tests/serving/test_service.py.
+pipeline behind the real server is exercised in tests/serving/test_server.py.
 """
 
 from __future__ import annotations
@@ -202,3 +202,58 @@ def test_openapi_schema_has_examples(client: TestClient) -> None:
     } <= set(spec["paths"])
     schema = spec["components"]["schemas"]["RecommendationRequest"]
     assert schema.get("examples")
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_model_calls_on_the_loop_or_in_threads(threads: int) -> None:
+    c = TestClient(create_app(TinyModel(), model_threads=threads), raise_server_exceptions=False)
+    r = c.post("/v1/recommendations", json={"user_id": 5, "k": 2})
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
+    assert c.get("/v1/videos/3/similar?k=2").status_code == 200
+    with pytest.raises(ValueError, match="model_threads"):
+        create_app(TinyModel(), model_threads=-1)
+
+
+def test_strict_request_types(client: TestClient) -> None:
+    """The schema says integer, boolean, date-time string: near misses are not coerced."""
+    for body, field in [
+        ({"user_id": "5"}, "user_id"),
+        ({"user_id": 5, "explain": 0}, "explain"),
+        ({"user_id": 5, "k": 2.0}, "k"),
+        ({"user_id": 5, "context": {"time": 0}}, "time"),
+    ]:
+        r = client.post("/v1/recommendations", json=body)
+        assert r.status_code == 422 and field in r.text, (body, r.text)
+    ok = {"user_id": 5, "context": {"time": "2026-02-01T20:15:00Z"}}
+    assert client.post("/v1/recommendations", json=ok).status_code == 200
+
+
+def test_framework_errors_use_the_error_body(client: TestClient) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+    r = client.get("/v1/recommendations")
+    assert r.status_code == 405 and "error" in r.json()
+    r = client.post(
+        "/v1/recommendations", content=b"\xff\xfe", headers={"content-type": "application/json"}
+    )
+    assert r.status_code in (400, 422) and "error" in r.json()
+
+
+def test_openapi_is_complete(client: TestClient) -> None:
+    """Every operation has a summary, a description and documented errors; every schema has
+    an example; the write endpoints declare the API-key security scheme."""
+    spec = client.get("/openapi.json").json()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            assert op.get("summary") and op.get("description"), where
+            if op.get("requestBody") or op.get("parameters"):
+                assert "422" in op["responses"], where
+            if path.startswith("/admin") or path == "/v1/events":
+                assert op.get("security") == [{"APIKeyHeader": []}], where
+                assert {"401", "403"} <= set(op["responses"]), where
+            for p in op.get("parameters", []):
+                assert "examples" in p["schema"] or "example" in p, (where, p["name"])
+    for name, schema in spec["components"]["schemas"].items():
+        assert schema.get("examples"), name
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == API_KEY_HEADER

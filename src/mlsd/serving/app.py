@@ -7,18 +7,24 @@ status codes here at the edge. No model logic lives in this module.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsd.data.schema import validate
@@ -26,6 +32,7 @@ from mlsd.errors import MlsdError
 from mlsd.serving.eventlog import EventLog
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.schemas import (
+    MAX_ID,
     MAX_K,
     ErrorResponse,
     EventAck,
@@ -43,6 +50,26 @@ from mlsd.serving.service import ModelHolder, RequestCtx, Servable, ServedItem
 
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 1000-event batch is ~200 KB
+DEFAULT_MODEL_THREADS = 2
+T = TypeVar("T")
+
+_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "Invalid request: names the field."}
+}
+_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body cannot be decoded."},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit."},
+    **_INVALID,
+}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": f"No `{API_KEY_HEADER}` header."},
+    403: {"model": ErrorResponse, "description": f"Wrong `{API_KEY_HEADER}` (or none configured)."},
+}
+_METRICS_EXAMPLE = (
+    "# HELP mlsd_request_latency_seconds End-to-end handler latency.\n"
+    "# TYPE mlsd_request_latency_seconds histogram\n"
+    'mlsd_request_latency_seconds_bucket{endpoint="/v1/recommendations",le="0.005"} 1523.0\n'
+)
 
 
 def _ms(t: datetime | None) -> int:
@@ -61,6 +88,13 @@ def _item(it: ServedItem, explain: bool) -> RecommendedItem:
         exploration=bool(it.exploration),
         explanation=Explanation(components=it.components, actions=it.actions) if explain else None,
     )
+
+
+def _json(body: RecommendationResponse | SimilarResponse) -> Response:
+    """Serialise once, here: a returned ``Response`` skips FastAPI's response re-validation
+    (which, for a sync handler, costs a second thread-pool hop). ``response_model`` on the
+    route still documents the body; the model was validated when it was built."""
+    return Response(content=body.model_dump_json(), media_type="application/json")
 
 
 class BodySizeLimit:
@@ -122,6 +156,40 @@ class _TooLarge(Exception):
     pass
 
 
+class Timing:
+    """ASGI middleware: request latency and error counts per route template.
+
+    Pure ASGI rather than ``@app.middleware("http")``: the latter wraps every response in a
+    stream and a task group, which costs more than the rest of a small request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")  # set by the router on this same scope dict
+            endpoint = getattr(route, "path", "unmatched")
+            self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
+            if status >= 400:
+                self.metrics.errors.labels(endpoint, str(status)).inc()
+
+
 def create_app(
     model: Servable,
     *,
@@ -129,15 +197,28 @@ def create_app(
     event_log: EventLog | None = None,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    model_threads: int = DEFAULT_MODEL_THREADS,
 ) -> FastAPI:
     """Build the service around a loaded ``model``.
 
     ``loader(model_dir)`` loads a new model for ``/admin/reload`` (raising
     :class:`~mlsd.errors.MlsdError` for a bad bundle); ``event_log`` receives accepted events
     (fsync'd before the 2xx); ``api_key`` protects the write endpoints (``/v1/events``,
-    ``/admin/*``): without one configured they answer 403 to everyone.
+    ``/admin/*``): without one configured they answer 403 to everyone. ``model_threads``
+    sizes the thread pool that runs model calls (0: run them on the event loop).
     """
+    if model_threads < 0:
+        raise ValueError(f"model_threads {model_threads}; expected >= 0")
     holder = ModelHolder(model)
+    pool = ThreadPoolExecutor(model_threads, "mlsd-model") if model_threads else None
+
+    async def call_model(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if pool is None:
+            return fn(*args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, functools.partial(fn, *args, **kwargs)
+        )
+
     metrics = ServingMetrics()
     metrics.model_info.labels(model.version).set(1)
     app = FastAPI(
@@ -148,28 +229,24 @@ def create_app(
             "re-ranking) from *Machine Learning System Design Interview*, chapter 6. "
             "Write endpoints need the `X-API-Key` header."
         ),
-        responses={422: {"model": ErrorResponse, "description": "Invalid request"}},
     )
     app.state.holder = holder
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
-    def require_key(x_api_key: str | None = Header(default=None, alias=API_KEY_HEADER)) -> None:
+    api_key_header = APIKeyHeader(
+        name=API_KEY_HEADER,
+        auto_error=False,
+        description="Key of the write endpoints (`mlsd serve --api-key`, or MLSD_API_KEY).",
+    )
+
+    def require_key(x_api_key: str | None = Depends(api_key_header)) -> None:
         if x_api_key is None:
             raise HTTPException(401, f"missing {API_KEY_HEADER} header")
         if api_key is None or not secrets.compare_digest(x_api_key.encode(), api_key.encode()):
             raise HTTPException(403, f"invalid {API_KEY_HEADER}")
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
-        if response.status_code >= 400:
-            metrics.errors.labels(endpoint, str(response.status_code)).inc()
-        return response
+    app.add_middleware(Timing, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -179,8 +256,10 @@ def create_app(
         ]
         return JSONResponse(status_code=422, content={"error": "invalid request", "detail": detail})
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's class, so that its own errors (404 route, 405 method, 400 undecodable body)
+    # get the same {"error": ...} body as ours
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers
         )
@@ -198,13 +277,31 @@ def create_app(
 
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/recommendations", response_model=RecommendationResponse)
-    def recommendations(req: RecommendationRequest) -> RecommendationResponse:
+    # The read endpoints are ``async`` and call the model through ``call_model``: in a small
+    # dedicated thread pool (the model's numpy, LightGBM, FAISS and torch work releases the GIL,
+    # so two requests overlap on two cores), or with ``model_threads=0`` on the event loop
+    # itself (cheapest for a model of a millisecond or two: no thread hop). FastAPI's own pool
+    # (40 threads, two hops per request with response validation) is avoided either way.
+    # Endpoints that block on I/O (events: fsync; reload: loading) are sync handlers.
+    @v1.post(
+        "/recommendations",
+        summary="Recommend videos to a user",
+        tags=["recommendations"],
+        response_model=RecommendationResponse,
+        responses=_BODY,
+    )
+    async def recommendations(req: RecommendationRequest) -> Response:
+        """Top-``k`` videos for a user: candidate generation, ranking, business rules.
+
+        Never fails for a valid request: a stage that fails or overruns its budget is replaced
+        by a fallback and the response says ``degraded``. Unknown users get cold-start
+        recommendations (``cold_start``).
+        """
         m = holder.get()  # in-flight requests keep this model even if a reload swaps it
         ctx = RequestCtx(
             time_ms=_ms(req.context.time), device=req.context.device, surface=req.context.surface
         )
-        served = m.serve(req.user_id, req.k, ctx, explain=req.explain)
+        served = await call_model(m.serve, req.user_id, req.k, ctx, explain=req.explain)
         for stage, ms in served.stage_ms.items():
             metrics.stage_latency.labels(stage).observe(ms / 1000)
         metrics.candidates.observe(served.n_candidates)
@@ -212,40 +309,57 @@ def create_app(
             metrics.fallbacks.labels(served.degraded_reason or "unknown").inc()
         if served.cold_start:
             metrics.cold_start.inc()
-        return RecommendationResponse(
-            user_id=req.user_id,
-            items=[_item(it, req.explain) for it in served.items],
-            model_version=m.version,
-            degraded=served.degraded,
-            degraded_reason=served.degraded_reason,
-            cold_start=served.cold_start,
+        return _json(
+            RecommendationResponse(
+                user_id=req.user_id,
+                items=[_item(it, req.explain) for it in served.items],
+                model_version=m.version,
+                degraded=served.degraded,
+                degraded_reason=served.degraded_reason,
+                cold_start=served.cold_start,
+            )
         )
 
     @v1.get(
         "/videos/{video_id}/similar",
+        summary="Videos similar to a video",
+        tags=["recommendations"],
         response_model=SimilarResponse,
-        responses={404: {"model": ErrorResponse}},
+        responses={404: {"model": ErrorResponse, "description": "Unknown video."}, **_INVALID},
     )
-    def similar(video_id: int, k: int = Query(default=20, ge=1, le=MAX_K)) -> SimilarResponse:
+    async def similar(
+        video_id: int = PathParam(
+            ge=0, le=MAX_ID, description="A video in the model's catalog.", examples=[1001]
+        ),
+        k: int = Query(default=20, ge=1, le=MAX_K, description="How many.", examples=[10]),
+    ) -> Response:
+        """Videos similar to one video (\"more like this\"), by item embedding."""
         m = holder.get()
-        if video_id < 0 or not bool(m.known_videos(np.array([video_id], dtype=np.int64))[0]):
+        if not bool(m.known_videos(np.array([video_id], dtype=np.int64))[0]):
             raise HTTPException(404, f"unknown video_id {video_id}")
-        items = m.similar(video_id, k)
-        return SimilarResponse(
-            video_id=video_id, items=[_item(i, False) for i in items], model_version=m.version
+        items = await call_model(m.similar, video_id, k)
+        return _json(
+            SimilarResponse(
+                video_id=video_id, items=[_item(i, False) for i in items], model_version=m.version
+            )
         )
 
     @v1.post(
         "/events",
+        summary="Record user events",
+        tags=["events"],
         response_model=EventAck,
         dependencies=[Depends(require_key)],
-        responses={
-            401: {"model": ErrorResponse},
-            403: {"model": ErrorResponse},
-            413: {"model": ErrorResponse},
-        },
+        responses={**_AUTH, **_BODY},
     )
     def events(batch: EventBatch) -> EventAck:
+        """Record a batch of user events (impressions, plays, likes...).
+
+        All or nothing: the batch is validated (an unknown video is a 422 naming it), appended
+        to the durable event log and fsync'd before the 200, then applied to the online
+        features. ``applied: false`` means the events are durable but the online state will
+        only catch up at the next reload.
+        """
         m = holder.get()
         vids = np.array([e.video_id for e in batch.events], dtype=np.int64)
         known = m.known_videos(vids)
@@ -277,32 +391,56 @@ def create_app(
 
     app.include_router(v1)
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", summary="Liveness", tags=["operations"], response_model=Health)
     def healthz() -> Health:
+        """Liveness: the process answers."""
         return Health(status="ok", model_version=holder.get().version)
 
-    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    @app.get(
+        "/readyz",
+        summary="Readiness",
+        tags=["operations"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "No model loaded yet."}},
+    )
     def readyz() -> Any:
+        """Readiness: a model is loaded and requests can be served."""
         m = holder.get()
         if m is None:
             return JSONResponse(status_code=503, content={"status": "loading"})
         return Health(status="ok", model_version=m.version)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format.",
+                "content": {"text/plain": {"example": _METRICS_EXAMPLE}},
+            }
+        },
+    )
     def prometheus() -> PlainTextResponse:
+        """Prometheus metrics: latencies per endpoint and stage, fallbacks, errors, events."""
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/admin/reload",
+        summary="Hot-swap the model",
+        tags=["operations"],
         response_model=ReloadResponse,
         dependencies=[Depends(require_key)],
         responses={
-            401: {"model": ErrorResponse},
-            403: {"model": ErrorResponse},
-            409: {"model": ErrorResponse},
+            **_AUTH,
+            409: {"model": ErrorResponse, "description": "Refused; the old model still serves."},
+            **_BODY,
         },
     )
     def reload(req: ReloadRequest) -> ReloadResponse:
+        """Load a model bundle and swap it in atomically (in-flight requests finish on the old
+        model). A bad bundle is refused with 409 and the old model keeps serving."""
         if loader is None:
             raise HTTPException(409, "this service was started without a model loader")
         try:

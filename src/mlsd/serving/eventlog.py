@@ -4,10 +4,14 @@
 event the service acknowledged survives a crash or ``kill -9`` of the process (and, given a
 disk that honours fsync, a power cut). A batch interrupted mid-write leaves at most one
 incomplete last line, which was never acknowledged; ``read`` ignores it and reports it.
+
+Several processes (uvicorn workers) may share one log: appends and the start-up tail repair
+take an exclusive ``flock`` on the file, so a repair never cuts another process's write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -39,6 +43,8 @@ class EventLog:
         if size == 0:
             return
         with open(self.path, "rb+") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when f closes
+            size = os.fstat(f.fileno()).st_size
             f.seek(max(0, size - 1))
             if f.read(1) == b"\n":
                 return
@@ -64,11 +70,15 @@ class EventLog:
             json.dumps(r, separators=(",", ":"), sort_keys=True).encode() + b"\n" for r in records
         )
         with self._lock:
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            os.fsync(self._fd)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.fsync(self._fd)  # outside the flock: other processes' writes need not wait
             self.appended += len(records)
         return len(records)
 

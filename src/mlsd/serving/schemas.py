@@ -1,51 +1,74 @@
 """Request and response models of the HTTP API (pydantic, ``extra="forbid"``).
 
 Every field is typed and bounded so that FastAPI rejects malformed input with a 422 that names
-the field, before any handler runs. Examples feed the OpenAPI schema.
+the field, before any handler runs. Numbers and booleans of request bodies are strict: ``"42"``
+or ``0`` where the schema says integer or boolean is rejected, not coerced, so the service
+accepts exactly what its OpenAPI schema documents (the fuzz tests check this). Examples feed
+the OpenAPI schema.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mlsd.data.schema import EVENT_TYPES
 
 MAX_K = 200
+MAX_ID = 2**62  # ids travel as int64; bounded below its limit so no arithmetic overflows
 MAX_EVENTS_PER_BATCH = 1000
 
 EventType = Literal["impression", "play", "like", "share", "dislike", "rating"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
 
 
+def _iso_text(v: object) -> object:
+    # pydantic would also take a number as epoch seconds; the schema says an ISO-8601 string
+    if isinstance(v, str | datetime):
+        return v
+    raise ValueError("expected an ISO-8601 date-time string, e.g. 2026-02-01T20:15:00Z")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    """``extra="forbid"`` plus whole-object examples for the OpenAPI schema."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
+_ITEM = {"video_id": 1001, "score": 0.83, "source": "two_tower", "exploration": False}
 
 
 class RequestContext(_Strict):
     device: str | None = Field(default=None, max_length=32, examples=["android"])
     surface: str | None = Field(default=None, max_length=32, examples=["home"])
-    time: datetime | None = Field(
-        default=None, description="Request time (ISO-8601); defaults to the server's clock."
+    time: IsoDateTime | None = Field(
+        default=None,
+        description="Request time (ISO-8601); defaults to the server's clock.",
+        examples=["2026-02-01T20:15:00Z"],
     )
+
+    model_config = _examples({"device": "android", "surface": "home"})
 
 
 class RecommendationRequest(_Strict):
-    user_id: int = Field(ge=0, le=2**62, examples=[42])
-    k: int = Field(default=20, ge=1, le=MAX_K, examples=[20])
+    user_id: int = Field(strict=True, ge=0, le=MAX_ID, examples=[42])
+    k: int = Field(strict=True, default=20, ge=1, le=MAX_K, examples=[20])
     context: RequestContext = Field(default_factory=RequestContext)
-    explain: bool = False
+    explain: bool = Field(
+        strict=True, default=False, description="Return score components and rule actions per item."
+    )
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"user_id": 42, "k": 10, "context": {"device": "ios", "surface": "home"}},
-                {"user_id": 7, "k": 5, "explain": True},
-            ]
-        },
+    model_config = _examples(
+        {"user_id": 42, "k": 10, "context": {"device": "ios", "surface": "home"}},
+        {"user_id": 7, "k": 5, "explain": True},
     )
 
 
@@ -54,6 +77,10 @@ class Explanation(_Strict):
         default_factory=dict, description="Score components, e.g. p_watch, p_like, retrieval."
     )
     actions: list[str] = Field(default_factory=list, description="Re-ranking rule actions.")
+
+    model_config = _examples(
+        {"components": {"p_watch": 0.41, "p_like": 0.05, "retrieval": 0.77}, "actions": []}
+    )
 
 
 class RecommendedItem(_Strict):
@@ -65,6 +92,8 @@ class RecommendedItem(_Strict):
     )
     explanation: Explanation | None = None
 
+    model_config = _examples(_ITEM)
+
 
 class RecommendationResponse(_Strict):
     user_id: int
@@ -73,8 +102,21 @@ class RecommendationResponse(_Strict):
     degraded: bool = Field(
         description="True when a stage failed or overran and a fallback order was served."
     )
-    degraded_reason: str | None = None
+    degraded_reason: str | None = Field(
+        default=None, description="Which stage fell back and why (when degraded)."
+    )
     cold_start: bool = Field(description="The user had no known history.")
+
+    model_config = _examples(
+        {
+            "user_id": 42,
+            "items": [_ITEM, {**_ITEM, "video_id": 2002, "score": 0.79, "source": "covisit"}],
+            "model_version": "rec-20260201-3f2a9c",
+            "degraded": False,
+            "degraded_reason": None,
+            "cold_start": False,
+        }
+    )
 
 
 class SimilarResponse(_Strict):
@@ -82,41 +124,49 @@ class SimilarResponse(_Strict):
     items: list[RecommendedItem]
     model_version: str
 
+    model_config = _examples(
+        {
+            "video_id": 1001,
+            "items": [{**_ITEM, "video_id": 2002, "source": "two_tower"}],
+            "model_version": "rec-20260201-3f2a9c",
+        }
+    )
+
 
 class EventIn(_Strict):
-    user_id: int = Field(ge=0, le=2**62)
-    video_id: int = Field(ge=0, le=2**62)
+    user_id: int = Field(strict=True, ge=0, le=MAX_ID)
+    video_id: int = Field(strict=True, ge=0, le=MAX_ID)
     event_type: EventType
-    timestamp: datetime | None = Field(default=None, description="Defaults to receipt time.")
-    watch_seconds: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
-    request_id: int | None = Field(default=None, ge=0, le=2**62)
-    position: int | None = Field(default=None, ge=1, le=10_000)
+    timestamp: IsoDateTime | None = Field(default=None, description="Defaults to receipt time.")
+    watch_seconds: float | None = Field(strict=True, default=None, ge=0, le=7 * 24 * 3600)
+    request_id: int | None = Field(strict=True, default=None, ge=0, le=MAX_ID)
+    position: int | None = Field(strict=True, default=None, ge=1, le=10_000)
     surface: str | None = Field(default=None, max_length=32)
     device: str | None = Field(default=None, max_length=32)
-    rating: float | None = Field(default=None, ge=0, le=10)
+    rating: float | None = Field(strict=True, default=None, ge=0, le=10)
+
+    model_config = _examples(
+        {"user_id": 42, "video_id": 1001, "event_type": "impression", "position": 3},
+        {"user_id": 42, "video_id": 1001, "event_type": "play", "watch_seconds": 95.0},
+    )
 
 
 class EventBatch(_Strict):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
+    model_config = _examples(
+        {
+            "events": [
                 {
-                    "events": [
-                        {
-                            "user_id": 42,
-                            "video_id": 1001,
-                            "event_type": "play",
-                            "watch_seconds": 95.0,
-                            "surface": "home",
-                            "device": "ios",
-                        }
-                    ]
+                    "user_id": 42,
+                    "video_id": 1001,
+                    "event_type": "play",
+                    "watch_seconds": 95.0,
+                    "surface": "home",
+                    "device": "ios",
                 }
             ]
-        },
+        }
     )
 
 
@@ -124,21 +174,43 @@ class EventAck(_Strict):
     accepted: int
     applied: bool = Field(description="Applied to the online store (history and features).")
 
+    model_config = _examples({"accepted": 1, "applied": True})
+
 
 class ReloadRequest(_Strict):
-    model_dir: str = Field(min_length=1, max_length=4096)
+    model_dir: str = Field(
+        min_length=1, max_length=4096, description="A model bundle directory on the server."
+    )
+
+    model_config = _examples({"model_dir": "/srv/models/rec-20260201-3f2a9c"})
 
 
 class ReloadResponse(_Strict):
     model_version: str
     previous_version: str
 
+    model_config = _examples(
+        {"model_version": "rec-20260201-3f2a9c", "previous_version": "rec-20260125-77d0e1"}
+    )
+
 
 class ErrorResponse(_Strict):
     error: str
     detail: str | list[dict[str, object]] | None = None
 
+    model_config = _examples(
+        {
+            "error": "invalid request",
+            "detail": [
+                {"loc": ["body", "k"], "msg": "Input should be >= 1", "type": "greater_than_equal"}
+            ],
+        },
+        {"error": "unknown video_id 999"},
+    )
+
 
 class Health(_Strict):
     status: Literal["ok", "loading", "unavailable"]
     model_version: str | None = None
+
+    model_config = _examples({"status": "ok", "model_version": "rec-20260201-3f2a9c"})

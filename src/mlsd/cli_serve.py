@@ -1,0 +1,140 @@
+"""``mlsd serve`` and ``mlsd bench serve``: the HTTP service and its load benchmark.
+
+Both delegate to :mod:`mlsd.serving` (``server.run`` and ``loadtest.run_benchmark``); a bad
+model bundle or option prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks that ship with mlsd.", no_args_is_help=True)
+
+ModelOpt = Annotated[
+    Path, typer.Option("--model", "-m", help="Model bundle directory (see mlsd.serving.bundle).")
+]
+WorkersOpt = Annotated[int, typer.Option(help="uvicorn worker processes.")]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        help="Threads per worker running model calls (0: on the event loop, best for a model "
+        "of a millisecond or two).",
+    ),
+]
+
+
+def serve(
+    model: ModelOpt,
+    online_store: Annotated[
+        str, typer.Option(help="'memory' (embedded) or redis://HOST:PORT/DB.")
+    ] = "memory",
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: WorkersOpt = 1,
+    threads: ThreadsOpt = 2,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLSD_API_KEY",
+            help="Key for the write endpoints (X-API-Key); prefer the MLSD_API_KEY variable. "
+            "Without one, /v1/events and /admin/* answer 403.",
+        ),
+    ] = None,
+    event_log: Annotated[
+        Path | None,
+        typer.Option(help="Append accepted events to this JSON-lines file (fsync'd before 2xx)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request (costs latency).")] = False,
+) -> None:
+    """Serve a model bundle over HTTP until interrupted (OpenAPI docs at /docs).
+
+    The bundle is verified and loaded first: a bad one exits 2 with a one-line message.
+    """
+    from mlsd.cli import err_console, user_errors
+    from mlsd.serving.server import ServeSettings, run
+
+    @user_errors
+    def go() -> None:
+        settings = ServeSettings(
+            model_dir=model,
+            online_store=online_store,
+            api_key=api_key,
+            event_log=event_log,
+            workers=workers,
+            model_threads=threads,
+        )
+
+        def ready(what: str) -> None:
+            err_console.print(f"serving {what} on http://{host}:{port}", markup=False)
+            if api_key is None:
+                err_console.print("note: no API key; write endpoints answer 403", markup=False)
+
+        run(
+            settings,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            on_ready=ready,
+        )
+
+    go()
+
+
+@bench_app.command("serve")
+def bench_serve(
+    model: ModelOpt,
+    rate: Annotated[float, typer.Option(help="Requests per second (open loop).")] = 200.0,
+    duration: Annotated[float, typer.Option(help="Measured seconds.")] = 60.0,
+    warmup: Annotated[float, typer.Option(help="Unmeasured seconds at the same rate first.")] = 5.0,
+    k: Annotated[int, typer.Option(help="Videos per recommendation.")] = 20,
+    workers: WorkersOpt = 1,
+    threads: ThreadsOpt = 2,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Dataset the model was trained on, to pick heavy and light users."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the user sampling.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path(
+        "benchmarks/results/serving.json"
+    ),
+) -> None:
+    """Load-test `mlsd serve`: start it on loopback, send POST /v1/recommendations open-loop at
+    RATE for DURATION seconds (heavy, light and new users), report latency percentiles from
+    each request's due time, throughput and errors; write JSON to OUT."""
+    from mlsd.cli import console, err_console, user_errors
+    from mlsd.serving.loadtest import run_benchmark, write_result
+
+    @user_errors
+    def go() -> None:
+        res = run_benchmark(
+            model,
+            rate=rate,
+            duration_s=duration,
+            warmup_s=warmup,
+            k=k,
+            workers=workers,
+            model_threads=threads,
+            data=data,
+            seed=seed,
+            log=lambda m: err_console.print(m, markup=False),
+        )
+        path = write_result(res, out)
+        lat = res["latency_ms"]
+        console.print(
+            f"{res['ok']:,}/{res['requests']:,} ok, {res['errors']} errors, "
+            f"{res['achieved_rps']} rps; latency ms p50 {lat['p50']} p95 {lat['p95']} "
+            f"p99 {lat['p99']} max {lat['max']}; goal {'met' if res['meets_goal'] else 'missed'}",
+            markup=False,
+        )
+        console.print(f"wrote {path}", markup=False)
+        if res["errors"]:
+            err_console.print(json.dumps(res["errors_by_kind"]), markup=False)
+
+    go()

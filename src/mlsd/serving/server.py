@@ -1,0 +1,177 @@
+"""Running the service: settings, the app built from a model bundle, and uvicorn.
+
+``mlsd serve`` calls :func:`run`. With one worker the app is built in-process; with several,
+uvicorn starts worker processes that each call :func:`app_from_env`, which reads the same
+settings from ``MLSD_*`` environment variables (uvicorn needs an import string and a factory
+to spawn workers).
+
+Hot reload with several workers: ``/admin/reload`` would only swap the model of the one worker
+that received the request, so it is refused; instead point ``--model`` at a symlink, retarget
+it, and send ``SIGHUP`` to the ``mlsd serve`` process. uvicorn then replaces the workers one at
+a time, each new one ready before an old one stops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from mlsd.errors import ConfigError, MlsdError
+from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app
+from mlsd.serving.bundle import load_bundle, verify_bundle
+from mlsd.serving.eventlog import EventLog
+
+ENV_MODEL = "MLSD_MODEL_DIR"
+ENV_STORE = "MLSD_ONLINE_STORE"
+ENV_API_KEY = "MLSD_API_KEY"
+ENV_EVENT_LOG = "MLSD_EVENT_LOG"
+ENV_WORKERS = "MLSD_WORKERS"
+ENV_THREADS = "MLSD_MODEL_THREADS"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_dir: Path
+    online_store: str = "memory"
+    api_key: str | None = None
+    event_log: Path | None = None
+    workers: int = 1
+    model_threads: int = DEFAULT_MODEL_THREADS
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}; expected at least 1")
+        if self.model_threads < 0:
+            raise ConfigError(f"--threads {self.model_threads}; expected 0 or more")
+        if self.online_store != "memory" and not self.online_store.startswith("redis://"):
+            raise ConfigError(
+                f"--online-store {self.online_store!r}; expected 'memory' or redis://HOST:PORT"
+            )
+
+    def to_env(self) -> dict[str, str]:
+        env = {
+            ENV_MODEL: str(self.model_dir),
+            ENV_STORE: self.online_store,
+            ENV_WORKERS: str(self.workers),
+            ENV_THREADS: str(self.model_threads),
+        }
+        if self.api_key is not None:
+            env[ENV_API_KEY] = self.api_key
+        if self.event_log is not None:
+            env[ENV_EVENT_LOG] = str(self.event_log)
+        return env
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        model = os.environ.get(ENV_MODEL)
+        if not model:
+            raise ConfigError(f"{ENV_MODEL} is not set; it names the model bundle to serve")
+        log = os.environ.get(ENV_EVENT_LOG)
+        return cls(
+            model_dir=Path(model),
+            online_store=os.environ.get(ENV_STORE, "memory"),
+            api_key=os.environ.get(ENV_API_KEY) or None,
+            event_log=Path(log) if log else None,
+            workers=int(os.environ.get(ENV_WORKERS, "1")),
+            model_threads=int(os.environ.get(ENV_THREADS, str(DEFAULT_MODEL_THREADS))),
+        )
+
+
+def load_kwargs(online_store: str) -> dict[str, Any]:
+    """Keyword arguments for the model loader: the online store, unless the embedded default."""
+    if online_store == "memory":
+        return {}
+    from mlsd.features.redis_store import RedisStore
+
+    return {"online_store": RedisStore(online_store)}
+
+
+class _NoReloadAcrossWorkers:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def __call__(self, model_dir: str) -> Any:
+        raise ConfigError(
+            f"this service runs {self.workers} worker processes and /admin/reload would swap "
+            "only one of them; point --model at a symlink, retarget it and send SIGHUP to "
+            f"the mlsd serve process (pid {os.getppid()}) to replace the workers one by one"
+        )
+
+
+def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
+    """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
+    kwargs = load_kwargs(settings.online_store)
+    if model is None:
+        model = load_bundle(settings.model_dir, **kwargs)
+
+    def reload(model_dir: str) -> Any:
+        return load_bundle(model_dir, **kwargs)
+
+    loader = reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
+    log = EventLog(settings.event_log) if settings.event_log is not None else None
+    return create_app(
+        model,
+        loader=loader,
+        event_log=log,
+        api_key=settings.api_key,
+        model_threads=settings.model_threads,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes (``--workers > 1``)."""
+    return build_app(ServeSettings.from_env())
+
+
+def run(
+    settings: ServeSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    access_log: bool = False,
+    on_ready: Any = None,
+) -> None:
+    """Load (or, with several workers, verify) the bundle, then serve until interrupted.
+
+    A bad bundle raises :class:`~mlsd.serving.bundle.BundleError` before any socket is opened.
+    ``on_ready(description)`` is called once the model is loaded, before uvicorn starts.
+    """
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": access_log,
+        "timeout_graceful_shutdown": 10,
+        # longer than a load balancer's idle timeout (60 s on the common ones): with uvicorn's
+        # default of 5 s the server closes connections a client is about to reuse
+        "timeout_keep_alive": 75,
+    }
+    if settings.workers == 1:
+        app = build_app(settings)
+        model = app.state.holder.get()
+        if on_ready is not None:
+            on_ready(f"model {model.version} from {settings.model_dir}")
+        uvicorn.run(app, **common)
+        return
+    manifest = verify_bundle(settings.model_dir)
+    if on_ready is not None:
+        on_ready(
+            f"model {manifest['model_version']} from {settings.model_dir}, "
+            f"{settings.workers} workers"
+        )
+    os.environ.update(settings.to_env())
+    try:
+        uvicorn.run(
+            "mlsd.serving.server:app_from_env", factory=True, workers=settings.workers, **common
+        )
+    except SystemExit as e:  # uvicorn exits when a worker cannot import or build the app
+        if e.code not in (0, None):
+            raise MlsdError(f"the service stopped with status {e.code}; see the log above") from e
+        raise

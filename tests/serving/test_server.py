@@ -1,0 +1,128 @@
+"""``mlsd serve``: bad bundles exit 2; the real server (uvicorn in a child process) keeps every
+acknowledged event through ``kill -9``, restarts on the same log, serves a real Recommender
+bundle, and runs several workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli import app
+from mlsd.serving.app import API_KEY_HEADER
+from mlsd.serving.eventlog import read_events
+from mlsd.serving.process import ServerProcess
+
+KEY = "secret-key"
+
+
+def _invoke(*args: str | Path) -> tuple[int, str]:
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in r.output
+    return r.exit_code, " ".join(r.output.split())
+
+
+def test_serve_bad_model_dir_exits_2(tmp_path: Path, stub_bundle: Path) -> None:
+    code, out = _invoke("serve", "--model", tmp_path / "missing")
+    assert code == 2 and "model bundle not found" in out
+    (tmp_path / "empty").mkdir()
+    code, out = _invoke("serve", "--model", tmp_path / "empty")
+    assert code == 2 and "manifest.json: missing" in out
+    (stub_bundle / "artifacts" / "meta.json").write_text("{}")
+    code, out = _invoke("serve", "--model", stub_bundle)
+    assert code == 2 and "meta.json" in out and "size" in out
+    code, out = _invoke("serve", "--model", stub_bundle, "--online-store", "mongo://x")
+    assert code == 2 and "--online-store" in out
+
+
+@pytest.mark.server
+def test_acknowledged_events_survive_kill_9_of_the_server(
+    tmp_path: Path, stub_bundle: Path, server_env: dict[str, str]
+) -> None:
+    log = tmp_path / "events.jsonl"
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def post_forever(url: str) -> None:
+        seq = 0
+        with httpx.Client(base_url=url, headers={API_KEY_HEADER: KEY}, timeout=5) as c:
+            while not stop.is_set():
+                batch = [
+                    {"user_id": seq + i, "video_id": 1, "event_type": "play"} for i in range(3)
+                ]
+                try:
+                    r = c.post("/v1/events", json={"events": batch})
+                except httpx.HTTPError:
+                    return  # the server died under us: this batch was never acknowledged
+                assert r.status_code == 200, r.text
+                acked.extend(e["user_id"] for e in batch)
+                seq += 3
+
+    server = ServerProcess(
+        stub_bundle, api_key=KEY, event_log=log, env=server_env, log_path=tmp_path / "s.log"
+    )
+    with server:
+        poster = threading.Thread(target=post_forever, args=(server.url,))
+        poster.start()
+        deadline = time.monotonic() + 20
+        while len(acked) < 150 and time.monotonic() < deadline and poster.is_alive():
+            time.sleep(0.02)
+        server.kill()  # SIGKILL, mid-stream: no shutdown handler runs
+        stop.set()
+        poster.join(10)
+    assert len(acked) >= 150, server.log_tail()
+    logged = [r["user_id"] for r in read_events(log)]
+    missing = set(acked) - set(logged)
+    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+
+    # a restarted server starts fine on the same log and appends after the old records
+    with ServerProcess(stub_bundle, api_key=KEY, event_log=log, env=server_env) as again:
+        r = httpx.post(
+            f"{again.url}/v1/events",
+            json={"events": [{"user_id": 10**9, "video_id": 2, "event_type": "like"}]},
+            headers={API_KEY_HEADER: KEY},
+        )
+        assert r.status_code == 200, r.text
+    after = [r["user_id"] for r in read_events(log)]
+    assert after[: len(logged)] == logged and after[-1] == 10**9
+
+
+@pytest.mark.server
+def test_real_recommender_bundle_is_served(real_bundle: Path, tmp_path: Path) -> None:
+    with (
+        ServerProcess(real_bundle, api_key=KEY, log_path=tmp_path / "s.log") as s,
+        httpx.Client(base_url=s.url, timeout=10, headers={API_KEY_HEADER: KEY}) as c,
+    ):
+        known = c.post("/v1/recommendations", json={"user_id": 3, "k": 10})
+        assert known.status_code == 200, known.text
+        body = known.json()
+        assert len(body["items"]) == 10 and body["model_version"].startswith("rec-")
+        new = c.post("/v1/recommendations", json={"user_id": 10**12, "k": 5}).json()
+        assert new["cold_start"] is True and len(new["items"]) == 5
+        vid = body["items"][0]["video_id"]
+        sim = c.get(f"/v1/videos/{vid}/similar", params={"k": 5})
+        assert sim.status_code == 200 and sim.json()["items"], sim.text
+        r = c.post("/admin/reload", json={"model_dir": str(real_bundle)})
+        assert r.status_code == 200, r.text
+        assert "mlsd_request_latency_seconds" in c.get("/metrics").text
+
+
+@pytest.mark.server
+def test_several_workers(stub_bundle: Path, server_env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    server = ServerProcess(
+        stub_bundle, workers=2, api_key=KEY, event_log=log, env=server_env,
+        log_path=tmp_path / "s.log",
+    )  # fmt: skip
+    with server as s, httpx.Client(base_url=s.url, timeout=10, headers={API_KEY_HEADER: KEY}) as c:
+        for i in range(20):
+            ev = {"user_id": i, "video_id": 1, "event_type": "play"}
+            assert c.post("/v1/events", json={"events": [ev]}).status_code == 200
+        assert c.post("/v1/recommendations", json={"user_id": 1}).status_code == 200
+        r = c.post("/admin/reload", json={"model_dir": str(stub_bundle)})
+        assert r.status_code == 409 and "SIGHUP" in r.text
+    assert sorted(r["user_id"] for r in read_events(log)) == list(range(20))
