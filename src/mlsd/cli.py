@@ -19,6 +19,8 @@ from rich.table import Table
 
 from mlsd.cli_evaluate import evaluate_app
 from mlsd.cli_features import features_app
+from mlsd.cli_models import demo, recommend, train
+from mlsd.cli_serve import bench_app, serve
 from mlsd.errors import DataValidationError, MlsdError
 
 app = typer.Typer(
@@ -32,6 +34,11 @@ data_app = typer.Typer(help="Inspect and validate event logs and catalogs.", no_
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(features_app, name="features")
+app.command("train")(train)
+app.command("recommend")(recommend)
+app.command("demo")(demo)
+app.add_typer(bench_app, name="bench")
+app.command("serve")(serve)
 
 console = Console()
 err_console = Console(stderr=True)

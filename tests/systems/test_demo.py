@@ -33,6 +33,7 @@ def test_demo_on_tiny_writes_the_report_and_serves(tmp_path: Path) -> None:
         assert f"{name}_ndcg@20" in res.figures, name
     assert (res.bundle / "manifest.json").exists()
     heavy, typical, unknown = res.served
+    assert len(typical["items"]) == 10
     assert len(heavy["items"]) == 10 and heavy["items"][0]["explanation"]["components"]
     assert not heavy["degraded"], heavy.get("degraded_reason")
     assert unknown["cold_start"] and len(unknown["items"]) == 10
