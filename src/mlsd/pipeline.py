@@ -78,9 +78,15 @@ class PipelineConfig(StrictModel):
       for logs such as MovieLens where users' periods hardly overlap) or ``auto`` (global when
       the log spans at least ``2 * label_days`` and at least a quarter of the users have a
       positive in its last ``label_days``, else per-user);
+    - ``max_label_users``: train the ranker on at most this many of the users with labels
+      after the cut (a seeded sample; None: all), which bounds its cost on large logs;
     - ``negatives_per_user``: unwatched candidate rows kept per user for the ranker (all
       positives are kept; negatives are sampled uniformly, seeded);
     - ``two_tower``: :class:`~mlsd.retrieval.TwoTowerSource` overrides (e.g. ``epochs``);
+    - ``two_tower_refit``: how the two-tower is brought up to the end of the log after the
+      ranker's labels are cut: ``full`` (train a new one on every positive) or
+      ``incremental`` (continue training the cut-time network for ``epochs`` on the positives
+      after the cut only: several times cheaper, what production refreshes do daily);
     - ``als``: :class:`~mlsd.retrieval.als.ALSSource` overrides, or None to leave ALS out;
     - ``quotas``: merged-list share per source (default :func:`mlsd.retrieval.default_quotas`);
     - ``ranker``: :class:`~mlsd.ranking.GBDTRanker` keyword arguments; ``weights`` are the
@@ -97,8 +103,10 @@ class PipelineConfig(StrictModel):
     label_days: float = Field(default=7.0, gt=0)
     label_share: float = Field(default=0.2, gt=0, lt=1)
     negatives_per_user: int = Field(default=150, ge=1)
+    max_label_users: int | None = Field(default=None, ge=2)
     valid_users_share: float = Field(default=0.1, gt=0, lt=1)
     two_tower: dict[str, Any] = Field(default_factory=dict)
+    two_tower_refit: Literal["full", "incremental"] = "full"
     als: dict[str, Any] | None = Field(default_factory=dict)
     quotas: dict[str, float] | None = None
     ranker: dict[str, Any] = Field(default_factory=dict)
@@ -301,7 +309,8 @@ class Recommender:
 
         # 3. Serving state: retrieval on the whole log, online features, rules.
         t0 = time.perf_counter()
-        self._fit_retrieval(ds, pos, now_ms=self.now_ms_)
+        warm = self._two_tower if cfg.two_tower_refit == "incremental" else None
+        self._fit_retrieval(ds, pos, now_ms=self.now_ms_, warm_two_tower=warm)
         self.stats.seconds["retrieval_fit"] = time.perf_counter() - t0
         self._init_serving(ds)
         self.stats.seconds["total"] = time.perf_counter() - t_all
@@ -367,12 +376,25 @@ class Recommender:
             "n_label_users": len(label_users),
         }
 
-    def _fit_retrieval(self, ds: Dataset, pos: pa.Table, *, now_ms: int) -> None:
+    def _fit_retrieval(
+        self,
+        ds: Dataset,
+        pos: pa.Table,
+        *,
+        now_ms: int,
+        warm_two_tower: TwoTowerSource | None = None,
+    ) -> None:
         known = _ids(ds.videos, "video_id")
         history = History.from_positives(pos, max_len=None, known_video_ids=known)
         sources = self._make_sources()
+        if warm_two_tower is not None:
+            sources = [warm_two_tower if isinstance(s, TwoTowerSource) else s for s in sources]
         for s in sources:
-            s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
+            if warm_two_tower is not None and s is warm_two_tower:
+                warm_two_tower.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms,
+                                   history=history, warm_start=True)  # fmt: skip
+            else:
+                s.fit(pos, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
         self.sources_ = sources
         self.history_ = history
         self.source_names_ = tuple(s.name for s in sources)
@@ -402,6 +424,11 @@ class Recommender:
         if cfg.als is not None:
             q["als"] = ALS_SHARE
         return q
+
+    def merge(self, lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> np.ndarray:
+        """The merged candidate ids ``int64[n, k]`` (PAD-padded) of per-source
+        ``(ids, scores)`` lists given in ``sources_`` order, under the configured quotas."""
+        return merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_).item_ids
 
     def _retrieve(self, users: np.ndarray, k: int) -> _Candidates:
         """Merged candidates and retrieval features for a batch of users."""
@@ -462,6 +489,8 @@ class Recommender:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         users = split["label_users"]
+        if cfg.max_label_users is not None and len(users) > cfg.max_label_users:
+            users = np.sort(rng.choice(users, size=cfg.max_label_users, replace=False))
         after = split["after"]
         ev = ds.events
         ts = timestamps_ms(ev.column("timestamp"))

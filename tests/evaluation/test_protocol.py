@@ -214,3 +214,32 @@ def test_backtest_rolls_three_windows(world: Dataset) -> None:
         backtest({"pop": MostPop}, world, delta=delta, origins=origins[:1])
     with pytest.raises(ConfigError, match="increasing"):
         backtest({"pop": MostPop}, world, delta=delta, origins=origins[::-1])
+
+
+def test_eval_set_sample_is_a_seeded_subset_with_its_truth(temporal: Holdout) -> None:
+    full = temporal.test
+    n = len(full) // 2
+    s = full.sample(n, seed=1)
+    assert len(s) == n
+    where = {int(u): i for i, u in enumerate(full.user_ids)}
+    rows = [where[int(u)] for u in s.user_ids]
+    assert rows == sorted(rows)  # order kept
+    for i, r in enumerate(rows):
+        got = s.truth.indices[s.truth.indptr[i] : s.truth.indptr[i + 1]]
+        want = full.truth.indices[full.truth.indptr[r] : full.truth.indptr[r + 1]]
+        assert np.array_equal(got, want)
+        assert s.train_counts[i] == full.train_counts[r]
+    assert np.array_equal(full.sample(n, seed=1).user_ids, s.user_ids)
+    assert not np.array_equal(full.sample(n, seed=2).user_ids, s.user_ids)
+    assert full.sample(len(full) + 5) is full
+    with pytest.raises(ConfigError, match="at least 1"):
+        full.sample(0)
+
+
+def test_backtest_max_test_users_scores_a_sample(world: Dataset) -> None:
+    delta = timedelta(days=2)
+    full = backtest({"pop": MostPop}, world, delta=delta, k=10)
+    few = backtest({"pop": MostPop}, world, delta=delta, k=10, max_test_users=15)
+    for c in few.comparisons:
+        assert c.results["pop"].evaluation.n_users["all"] == 15
+    assert any(a.results["pop"].evaluation.n_users["all"] > 15 for a in full.comparisons)

@@ -69,6 +69,20 @@ def test_unknown_keys_get_defaults_and_are_counted(store: OnlineStore) -> None:
     assert got[1, 0] == pytest.approx(0.1)  # the smoothed rate's prior mean, not 0
 
 
+def test_large_negative_and_small_ids_mix(store: OnlineStore) -> None:
+    # MemoryStore keeps a dense row table for small ids; ids past it (or negative) must
+    # still round-trip, before and after the switch, and unknown ids still get defaults.
+    lay = _define(store)["video"]
+    a, b, c = _records(lay, 1, 1), _records(lay, 1, 2), _records(lay, 1, 3)
+    store.put("video", np.array([5]), a)
+    store.put("video", np.array([2**40]), b)
+    store.put("video", np.array([-3]), c)
+    got = store.get("video", np.array([-3, 5, 2**40, 6, 2**41]), list(lay.features))
+    np.testing.assert_array_equal(got[:3], np.concatenate([c, a, b]))
+    np.testing.assert_array_equal(got[3], got[4])
+    np.testing.assert_array_equal(got[3], lay.defaults)
+
+
 def test_overwrite_replaces_the_record(store: OnlineStore) -> None:
     lay = _define(store)["creator"]
     store.put("creator", np.array([5]), _records(lay, 1, seed=1))

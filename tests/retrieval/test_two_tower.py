@@ -138,3 +138,35 @@ def test_bad_hyperparameters_fail_at_fit(
 
     with pytest.raises(ConfigError):
         TwoTowerSource(**bad).fit(tiny_period.train_positives, videos=tiny.videos)  # type: ignore[arg-type]
+
+
+def test_warm_start_trains_only_on_positives_after_the_previous_fit(
+    tiny: Dataset, tiny_period: NextPeriod
+) -> None:
+    day = 86_400_000
+    early = tiny_period.split_ms - 3 * day
+
+    def fit(src: TwoTowerSource, now: int, warm: bool) -> TwoTowerSource:
+        return src.fit(
+            tiny_period.train_positives,
+            videos=tiny.videos,
+            users=tiny.users,
+            now_ms=now,
+            warm_start=warm,
+        )
+
+    a = fit(TwoTowerSource(seed=3, **FAST_TWO_TOWER), early, False)  # type: ignore[arg-type]
+    net, before = a.net_, a.video_embeddings_.copy()
+    # nothing newer than the previous fit: the network is not touched
+    fit(a, early, True)
+    assert a.net_ is net
+    assert np.array_equal(a.video_embeddings_, before)
+    # newer positives: the same network trains on them, reproducibly
+    fit(a, tiny_period.split_ms, True)
+    assert a.net_ is net and not np.array_equal(a.video_embeddings_, before)
+    b = fit(TwoTowerSource(seed=3, **FAST_TWO_TOWER), early, False)  # type: ignore[arg-type]
+    fit(b, tiny_period.split_ms, True)
+    assert np.array_equal(a.video_embeddings_, b.video_embeddings_)
+    # warm_start on an unfitted source is a plain fit
+    c = fit(TwoTowerSource(seed=3, **FAST_TWO_TOWER), early, True)  # type: ignore[arg-type]
+    assert np.array_equal(c.video_embeddings_, before)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -26,7 +26,7 @@ from mlsd.evaluation.beyond import ItemInfo
 from mlsd.evaluation.interactions import Model
 from mlsd.evaluation.protocol import Comparison, compare, temporal_holdout
 
-__all__ = ["BacktestResult", "backtest", "rolling_origins"]
+__all__ = ["MIN_WINDOWS", "BacktestResult", "backtest", "backtest_window", "rolling_origins"]
 
 MIN_WINDOWS = 2  # a standard deviation needs two windows; the default is three
 
@@ -89,8 +89,12 @@ def backtest(
     labels: LabelConfig | None = None,
     include_likes: bool = True,
     items: ItemInfo | None = None,
+    max_test_users: int | None = None,
 ) -> BacktestResult:
     """Fit and score every model on each window (see the module docstring).
+
+    ``max_test_users``: score each window on at most that many of its test users (a seeded
+    uniform sample, the same for every model) to bound the cost of a window.
 
     Origins default to :func:`rolling_origins` (the last ``n_windows`` windows of the data);
     explicit ``origins`` must be increasing. Raises :class:`ConfigError` with fewer than
@@ -109,11 +113,44 @@ def backtest(
         raise ConfigError("backtest: origins must be strictly increasing")
     windows, comparisons = [], []
     for t in starts:
-        holdout = temporal_holdout(
-            data, split_time=t, horizon=delta, labels=labels, include_likes=include_likes
-        )
-        if len(holdout.test) == 0:
-            raise DataError(f"backtest window [{t}, {t + delta}): no test positives")
         windows.append((t, t + delta))
-        comparisons.append(compare(factories, holdout, k=k, ks=ks, items=items))
+        comparisons.append(
+            backtest_window(
+                factories,
+                data,
+                t,
+                delta=delta,
+                k=k,
+                ks=ks,
+                labels=labels,
+                include_likes=include_likes,
+                items=items,
+                max_test_users=max_test_users,
+            )
+        )
     return BacktestResult(windows, comparisons)
+
+
+def backtest_window(
+    factories: Mapping[str, Callable[[], Model]],
+    data: Dataset,
+    origin: datetime,
+    *,
+    delta: timedelta,
+    k: int = 20,
+    ks: Sequence[int] | None = None,
+    labels: LabelConfig | None = None,
+    include_likes: bool = True,
+    items: ItemInfo | None = None,
+    max_test_users: int | None = None,
+) -> Comparison:
+    """One window of :func:`backtest`: fit on events before ``origin``, score on the positives
+    of ``[origin, origin + delta)``. Raises :class:`DataError` when the window has none."""
+    holdout = temporal_holdout(
+        data, split_time=origin, horizon=delta, labels=labels, include_likes=include_likes
+    )
+    if len(holdout.test) == 0:
+        raise DataError(f"backtest window [{origin}, {origin + delta}): no test positives")
+    if max_test_users is not None:
+        holdout = replace(holdout, test=holdout.test.sample(max_test_users))
+    return compare(factories, holdout, k=k, ks=ks, items=items)

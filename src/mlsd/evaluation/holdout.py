@@ -49,6 +49,20 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def sample(self, n: int, seed: int = 0) -> EvalSet:
+        """At most ``n`` users drawn uniformly without replacement (seeded; order kept), so
+        that every model is judged on the same smaller set; ``self`` when it has <= ``n``."""
+        if n < 1:
+            raise ConfigError(f"sample of {n} users: expected at least 1")
+        if len(self) <= n:
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        p = self.truth.indptr
+        parts = [self.truth.indices[p[i] : p[i + 1]] for i in rows]
+        sizes = np.array([len(x) for x in parts], np.int64)
+        truth = Truth(np.concatenate([[0], np.cumsum(sizes)]), np.concatenate(parts))
+        return EvalSet(self.user_ids[rows], truth, self.train_counts[rows])
+
 
 @dataclass(frozen=True, eq=False)
 class Holdout:

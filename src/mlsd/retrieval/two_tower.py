@@ -230,15 +230,23 @@ class TwoTowerSource:
         history: History | None = None,
         label_cfg: LabelConfig | None = None,
         progress: Any = False,
+        warm_start: bool = False,
     ) -> TwoTowerSource:
         """Train on the positives of ``data`` up to ``now_ms``, then export video embeddings.
 
         ``progress``: True for a Rich progress bar per epoch, or a ``rich.progress.Progress``
-        to add the epochs' tasks to. Raises :class:`DataError` when there are fewer than two
-        positives of known videos.
+        to add the epochs' tasks to. ``warm_start``: when already fitted on the same catalog,
+        keep the network and train it for ``epochs`` only on the positives newer than the
+        previous fit's ``now_ms`` (the incremental refresh production two-towers get from the
+        newest logs; histories still come from every positive); otherwise train from scratch.
+        Raises :class:`DataError` when there are fewer than two positives of known videos.
         """
         self._validate()
         pos, catalog, users_t = fit_inputs(data, videos, users, label_cfg, now_ms)
+        prev_now: int | None = None
+        state: dict[str, Any] = vars(self)  # the previous fit's attributes, when fitted
+        if warm_start and "net_" in state and len(state["catalog_"]) == len(catalog):
+            prev_now = int(state["now_ms_"])
         self.catalog_ = catalog
         self.user_features_ = UserFeatures.from_users(users_t)
         self._codes = _Codes(catalog)
@@ -260,8 +268,11 @@ class TwoTowerSource:
         counts = np.bincount(v, minlength=len(catalog) + 1).astype(np.float64)
         self.log_q_ = np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32)
         with _reproducible(self.seed, self.num_threads):
-            self.net_ = self._make_net()
-            self._train(u, v, t, pop, progress)
+            if prev_now is None:
+                self.net_ = self._make_net()
+                self._train(u, v, t, pop, progress)
+            else:
+                self._train(u, v, t, pop, progress, rows=np.flatnonzero(t > prev_now))
         self.history_ = (
             history
             if history is not None
@@ -287,9 +298,17 @@ class TwoTowerSource:
         )
 
     def _train(
-        self, u: np.ndarray, v: np.ndarray, t: np.ndarray, pop: np.ndarray, progress: Any
+        self,
+        u: np.ndarray,
+        v: np.ndarray,
+        t: np.ndarray,
+        pop: np.ndarray,
+        progress: Any,
+        rows: np.ndarray | None = None,
     ) -> None:
+        """``rows``: the examples to train on (default all); histories use every row."""
         n = len(u)
+        rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
         c = self._codes
         user_start, tie_start = history_bounds(u, t)
         bucket = hash_ids(u, self.n_user_buckets)
@@ -304,8 +323,9 @@ class TwoTowerSource:
         opt_dense = torch.optim.Adam(dense, lr=self.lr)
         opt_sparse = torch.optim.SparseAdam(sparse, lr=self.lr)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x77]))
-        bs = min(self.batch_size, n)
-        n_steps = n // bs  # drop the ragged last batch: every step has bs in-batch negatives
+        bs = max(1, min(self.batch_size, len(rows)))
+        # drop the ragged last batch: every step has bs in-batch negatives
+        n_steps = len(rows) // bs
         self.loss_history_: list[float] = []
         self.epoch_seconds_: list[float] = []
         bar, own = _progress(progress)
@@ -317,7 +337,7 @@ class TwoTowerSource:
                     if bar is not None
                     else None
                 )
-                perm = rng.permutation(n)
+                perm = rows[rng.permutation(len(rows))]
                 total = 0.0
                 net.train()
                 for s in range(n_steps):

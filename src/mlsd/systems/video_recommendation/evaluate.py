@@ -9,7 +9,9 @@
 3. the tuned baselines (MostPop, ItemKNN, EASE when the catalog is small enough, ALS) and the
    full :class:`~mlsd.pipeline.Recommender`, each fitted on the whole training side and scored
    on the test users with their training items excluded;
-4. optionally a rolling-origin backtest of the same models (``backtest_windows`` >= 3).
+4. optionally a rolling-origin backtest of the same models (``backtest_windows`` >= 3), in a
+   second process when ``workers`` >= 2 so that it overlaps steps 2-3 (each model trains on
+   one thread, so two processes use two cores).
 
 The result carries the comparison, the tuning trials and the report sections that
 :func:`mlsd.systems.video_recommendation.demo.run_demo` and ``mlsd evaluate`` write.
@@ -17,10 +19,13 @@ The result carries the comparison, the tuning trials and the report sections tha
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, Literal
 
 import numpy as np
@@ -38,13 +43,13 @@ from mlsd.evaluation import (
     ItemKNN,
     MostPop,
     TuneResult,
-    backtest,
     compare,
     per_user_holdout,
     temporal_holdout,
     tune,
     validation_holdout,
 )
+from mlsd.evaluation.backtest import backtest_window, rolling_origins
 from mlsd.evaluation.interactions import Model
 from mlsd.evaluation.report import (
     Section,
@@ -142,13 +147,91 @@ def evaluate_system(
     backtest_windows: int = 0,
     backtest_days: float = 3.0,
     backtest_baselines: Sequence[str] = ("MostPop", "ALS"),
+    backtest_max_users: int | None = None,
+    workers: int = 1,
+    pool: Pool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvaluationRun:
     """Tune the baselines on a validation slice, then compare them with the pipeline on the
     test slice (see the module docstring). ``grids`` override :data:`DEFAULT_GRIDS` (an empty
     grid means the class defaults). EASE is skipped, and said so, above
     :data:`EASE_MAX_ITEMS` training items. ``backtest_windows`` >= 3 adds a rolling-origin
-    backtest of the pipeline and ``backtest_baselines`` over windows of ``backtest_days``."""
+    backtest of the pipeline and ``backtest_baselines`` over windows of ``backtest_days``;
+    each window scores at most ``backtest_max_users`` test users (a seeded sample); with
+    ``workers`` >= 2 it runs in spawned processes while the holdout is evaluated, or in
+    ``pool`` (a caller-owned ``multiprocessing`` spawn pool, left open) when given."""
+    if pool is not None:
+        return _evaluate(
+            data,
+            protocol=protocol,
+            k=k,
+            test_share=test_share,
+            test_days=test_days,
+            baselines=baselines,
+            grids=grids,
+            config=config,
+            labels=labels,
+            backtest_windows=backtest_windows,
+            backtest_days=backtest_days,
+            backtest_baselines=backtest_baselines,
+            backtest_max_users=backtest_max_users,
+            pool=pool,
+            log=log,
+        )
+    if backtest_windows and workers >= 2:
+        # spawn, not fork: the parent holds torch and OpenMP thread pools that fork would copy.
+        # The workers import the models while the baselines are tuned here.
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, backtest_windows))
+        for _ in range(min(workers, backtest_windows)):
+            pool.apply_async(importlib.import_module, (__name__,))
+    ok = False
+    try:
+        run = _evaluate(
+            data,
+            protocol=protocol,
+            k=k,
+            test_share=test_share,
+            test_days=test_days,
+            baselines=baselines,
+            grids=grids,
+            config=config,
+            labels=labels,
+            backtest_windows=backtest_windows,
+            backtest_days=backtest_days,
+            backtest_baselines=backtest_baselines,
+            backtest_max_users=backtest_max_users,
+            pool=pool,
+            log=log,
+        )
+        ok = True
+        return run
+    finally:
+        if pool is not None:
+            if ok:
+                pool.close()
+            else:
+                pool.terminate()  # stop the workers on an error or Ctrl-C
+            pool.join()
+
+
+def _evaluate(
+    data: Dataset,
+    *,
+    protocol: Protocol,
+    k: int,
+    test_share: float,
+    test_days: float,
+    baselines: Sequence[str],
+    grids: Mapping[str, Mapping[str, Sequence[Any]]] | None,
+    config: PipelineConfig | None,
+    labels: LabelConfig | None,
+    backtest_windows: int,
+    backtest_days: float,
+    backtest_baselines: Sequence[str],
+    backtest_max_users: int | None,
+    pool: Pool | None,
+    log: Callable[[str], None] | None,
+) -> EvaluationRun:
     say = log or (lambda _m: None)
     labels = labels or LabelConfig()
     grids = dict(DEFAULT_GRIDS if grids is None else grids)
@@ -172,6 +255,24 @@ def evaluate_system(
             f"{n_items:,} training items; EASE solves a dense {n_items:,}² system, above the "
             f"{EASE_MAX_ITEMS:,} set for this run"
         )
+    cfg = config or PipelineConfig(label_split="global" if protocol == "temporal" else "per-user")
+    t_bt = time.perf_counter()
+    delta = timedelta(days=backtest_days)
+    origins = rolling_origins(data.events, backtest_windows, delta) if backtest_windows else []
+    if backtest_windows and len(origins) < 3:
+        raise ConfigError(
+            f"backtest: {backtest_windows} window(s); expected 0 (none) or at least 3, so that "
+            "a spread can be reported"
+        )
+    common = (backtest_days, k, labels.model_dump(mode="json"), backtest_max_users)
+    pending_pipe: list[AsyncResult[Comparison]] = []
+    if origins and pool is not None:
+        # the pipeline's windows need no tuned parameters: start them first
+        cfg_json = cfg.model_dump(mode="json")
+        pending_pipe = [
+            pool.apply_async(_run_window, (data, {}, cfg_json, t, *common)) for t in origins
+        ]
+        say(f"backtest: {len(origins)} pipeline windows started in worker processes")
     valid = (
         validation_holdout(holdout, horizon=timedelta(days=test_days))
         if protocol == "temporal"
@@ -193,7 +294,6 @@ def evaluate_system(
         else:
             params = {}
         factories[name] = _bind(cls, params)
-    cfg = config or PipelineConfig(label_split="global" if protocol == "temporal" else "per-user")
     holder: dict[str, Recommender] = {}
 
     def make_pipeline() -> Model:
@@ -203,6 +303,14 @@ def evaluate_system(
 
     factories["pipeline"] = make_pipeline
     seconds["setup_and_tuning"] = time.perf_counter() - t0
+    bt_baselines = {
+        n: (n, tuned[n].params if n in tuned else {}) for n in backtest_baselines if n in names
+    }
+    pending_base: list[AsyncResult[Comparison]] = []
+    if pending_pipe and pool is not None and bt_baselines:
+        pending_base = [
+            pool.apply_async(_run_window, (data, bt_baselines, None, t, *common)) for t in origins
+        ]
     results = {}
     for name, make in factories.items():
         t1 = time.perf_counter()
@@ -210,27 +318,24 @@ def evaluate_system(
         results[name] = c.results[name]
         m = c.results[name].evaluation.metrics
         say(
-            f"{name}: recall@{k} {m.get(f'recall@{k}', float('nan')):.4f}, "
-            f"ndcg@{k} {m.get(f'ndcg@{k}', float('nan')):.4f} ({time.perf_counter() - t1:.1f} s)"
+            f"{name}: recall@{k} {m.get(f'recall@{k}', float('nan')):.4f}, ndcg@{k} "
+            f"{m.get(f'ndcg@{k}', float('nan')):.4f} ({time.perf_counter() - t1:.1f} s)"
         )
+    if pending_pipe:
+        window_results = [p.get() for p in pending_pipe]
+        if pending_base:
+            window_results = [
+                _merge(b.get(), p) for b, p in zip(pending_base, window_results, strict=True)
+            ]
+    else:
+        cfg_json = cfg.model_dump(mode="json")
+        window_results = [_run_window(data, bt_baselines, cfg_json, t, *common) for t in origins]
     comparison = Comparison(holdout.summary(), k, results)
     bt = None
-    if backtest_windows:
-        t1 = time.perf_counter()
-        bfac: dict[str, Callable[[], Model]] = {
-            n: factories[n] for n in backtest_baselines if n in factories
-        }
-        bfac["pipeline"] = make_pipeline
-        bt = backtest(
-            bfac,
-            data,
-            delta=timedelta(days=backtest_days),
-            n_windows=backtest_windows,
-            k=k,
-            labels=labels,
-        )
-        seconds["backtest"] = time.perf_counter() - t1
-        say(f"backtest: {len(bt.windows)} windows in {seconds['backtest']:.0f} s")
+    if window_results:
+        bt = BacktestResult([(t, t + delta) for t in origins], window_results)
+        seconds["backtest"] = time.perf_counter() - t_bt
+        say(f"backtest: {len(bt.windows)} windows, done {seconds['backtest']:.0f} s after start")
     seconds["total"] = time.perf_counter() - t0
     return EvaluationRun(
         protocol, k, holdout, comparison, tuned, bt, skipped, seconds, holder.get("last")
@@ -239,3 +344,38 @@ def evaluate_system(
 
 def _bind(cls: Callable[..., Model], params: dict[str, Any]) -> Callable[[], Model]:
     return lambda: cls(**params)
+
+
+def _merge(a: Comparison, b: Comparison) -> Comparison:
+    """One window's comparison from its baselines' part ``a`` and its pipeline's part ``b``."""
+    return Comparison(a.holdout, a.k, {**a.results, **b.results})
+
+
+def _run_window(
+    data: Dataset,
+    baselines: Mapping[str, tuple[str, dict[str, Any]]],
+    config: dict[str, Any] | None,
+    origin: datetime,
+    days: float,
+    k: int,
+    labels: dict[str, Any],
+    max_users: int | None,
+) -> Comparison:
+    """One backtest window from plain arguments (so that a spawned process can run it):
+    baselines as name -> (class name, tuned params), the pipeline config as JSON (None: no
+    pipeline)."""
+    factories: dict[str, Callable[[], Model]] = {
+        n: _bind(_CLASSES[c], p) for n, (c, p) in baselines.items()
+    }
+    if config is not None:
+        cfg = PipelineConfig.model_validate(config)
+        factories["pipeline"] = lambda: Recommender(cfg, videos=data.videos, users=data.users)
+    return backtest_window(
+        factories,
+        data,
+        origin,
+        delta=timedelta(days=days),
+        k=k,
+        labels=LabelConfig.model_validate(labels),
+        max_test_users=max_users,
+    )
