@@ -432,13 +432,21 @@ class Recommender:
 
     def _retrieve(self, users: np.ndarray, k: int) -> _Candidates:
         """Merged candidates and retrieval features for a batch of users."""
-        lists = [s.candidates(users, k) for s in self.sources_]
+        lists: list[tuple[np.ndarray, np.ndarray]] = []
+        ue: np.ndarray | None = None  # the user tower runs once per request, not twice
+        tt = self._two_tower
+        for s in self.sources_:
+            if tt is not None and s is tt:
+                ids, scores, ue = tt.candidates_with_embeddings(users, k)
+                lists.append((ids, scores))
+            else:
+                lists.append(s.candidates(users, k))
         merged = merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_)
         return _Candidates(
             users,
             merged.item_ids,
             merged.sources,
-            self._retrieval_features(users, merged.item_ids, lists),
+            self._retrieval_features(users, merged.item_ids, lists, ue),
         )
 
     def _retrieval_features(
@@ -446,9 +454,11 @@ class Recommender:
         users: np.ndarray,
         items: np.ndarray,
         lists: Sequence[tuple[np.ndarray, np.ndarray]],
+        user_embeddings: np.ndarray | None = None,
     ) -> np.ndarray:
         """``float32[n, c, r]``: each source's 1-based rank of the item (NaN: not proposed),
-        the two-tower similarity and how many sources proposed it."""
+        the two-tower similarity and how many sources proposed it. ``user_embeddings``: the
+        two-tower's ``(n, d)`` for ``users`` when already computed."""
         n, c = items.shape
         out = np.full((n, c, len(self.retrieval_feature_names_)), np.nan, np.float32)
         rows_c = np.broadcast_to(np.arange(n)[:, None], items.shape)
@@ -471,14 +481,17 @@ class Recommender:
             out[:, :, j] = col.reshape(n, c)
             count += hit
         out[:, :, -1] = count.reshape(n, c)
-        out[:, :, -2] = self._two_tower_scores(users, items)
+        out[:, :, -2] = self._two_tower_scores(users, items, user_embeddings)
         return out
 
-    def _two_tower_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _two_tower_scores(
+        self, users: np.ndarray, items: np.ndarray, ue: np.ndarray | None = None
+    ) -> np.ndarray:
         tt = self._two_tower
         if tt is None:
             return np.full(items.shape, np.nan, np.float32)
-        ue = tt.user_embeddings(users)  # (n, d)
+        if ue is None:
+            ue = tt.user_embeddings(users)  # (n, d)
         idx = tt.catalog_.index(items)
         ve = tt.video_embeddings_[np.maximum(idx, 0)]  # (n, c, d)
         s = np.einsum("nd,ncd->nc", ue, ve).astype(np.float32)

@@ -13,6 +13,7 @@ its rank becomes a ranker feature, so the ranker starts from what ALS knows.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
@@ -34,6 +35,13 @@ from mlsd.retrieval.index import EmbeddingIndex, IndexKind
 __all__ = ["ALSSource"]
 
 _FORMAT = 1
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process: building it scans the loaded libraries (milliseconds),
+    too slow to repeat on every request; ``limit`` on it is cheap."""
+    return ThreadpoolController()
 
 
 class ALSSource:
@@ -146,7 +154,7 @@ class ALSSource:
         )
         x.sum_duplicates()
         x.data[:] = 1.0
-        with threadpool_limits(1, "blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             f = self._model_.recalculate_user(np.arange(len(users)), x)
         return np.asarray(f, dtype=np.float32).reshape(len(users), -1)
 
