@@ -67,7 +67,118 @@ def serving(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)
 
 
-RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"simulate": simulate, "serving": serving}
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def features(d: dict[str, Any]) -> str:
+    off = d["offline"]
+    rows = [
+        "| measure | value | goal |",
+        "|---|---:|---|",
+        f"| offline point-in-time training set, `{off['scale']}` | {off['rows']:,} rows x "
+        f"{off['features']} features in {off['seconds']:.0f} s | >= "
+        f"{off['goal']['min_rows']:,} rows in <= {off['goal']['max_seconds']:.0f} s: "
+        f"{_met(off['meets_goal'])} |",
+    ]
+    for name in ("memory", "redis"):
+        r = d["online"].get(name)
+        if not r:
+            continue
+        rd = r["read_user_plus_500_videos"]
+        rows.append(
+            f"| online read, {name} store: 1 user + 500 videos | p50 {rd['p50_ms']:.2f} ms, "
+            f"p99 {rd['p99_ms']:.2f} ms | p99 <= {r['goal_read_p99_ms']:g} ms: "
+            f"{_met(r['meets_goal'])} |"
+        )
+        u = r["update_to_visible"]
+        rows.append(
+            f"| event -> visible online, {name} store | p50 {u['p50_ms']:.1f} ms, p99 "
+            f"{u['p99_ms']:.1f} ms | seconds |"
+        )
+    return "\n".join(rows) + "\n\n" + _machine(d)
+
+
+def retrieval(d: dict[str, Any]) -> str:
+    sm = d["small"]
+    rep = sm["report"]
+    rows = [
+        f"Candidate recall@{rep['k']} on `small` (next {rep['test_days']:g} days' valid "
+        f"watches of {rep['n_users']:,} users):",
+        "",
+        "| source | recall@100 | recall@500 |",
+        "|---|---:|---:|",
+    ]
+    for src in [*rep["sources"], rep["merged"]]:
+        rows.append(f"| {src['name']} | {src['recall']['100']:.3f} | {src['recall']['500']:.3f} |")
+    g = sm["goals"]
+    rows += [
+        "",
+        f"Merged vs popular-only: {sm['merged_vs_popular']:.2f}x (goal 2x: "
+        f"{_met(g['merged_2x_popular_recall@500']['met'])}); two-tower vs popular: "
+        f"{sm['two_tower_vs_popular']:.2f}x ({_met(g['two_tower_beats_popular']['met'])}).",
+        "",
+        f"Index on `large` ({d['large']['index']['n_vectors']:,} vectors, dim "
+        f"{d['large']['index']['dim']}, single-thread queries):",
+        "",
+        "| index | setting | build | bytes/vector | memory vs float32 | recall@100 | p50 | p99 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in d["large"]["table"]:
+        bpv = "" if r["bytes_per_vector"] is None else f"{r['bytes_per_vector']:.0f}"
+        mem = "" if r["memory_vs_float32"] is None else f"{r['memory_vs_float32']:.1%}"
+        rows.append(
+            f"| {r['kind']} | {r['setting']} | {r['build_s']:.0f} s | {bpv} | {mem} | "
+            f"{r['recall@100']:.3f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |"
+        )
+    lg = d["large"]["goals"]
+    rows += [
+        "",
+        f"Goals: HNSW recall@100 >= 0.95 with p99 <= 2 ms "
+        f"{_met(lg['hnsw_recall_0.95_p99_2ms']['met'])}; a quantized index <= 25% of float32 "
+        f"with recall@100 >= 0.90 {_met(lg['quantized_25pct_recall_0.90']['met'])}; one "
+        f"two-tower epoch over {d['large']['training']['positives']:,} positives in "
+        f"{lg['epoch_10min_2cores']['epoch_s']:.0f} s (<= 10 min: "
+        f"{_met(lg['epoch_10min_2cores']['met'])}).",
+    ]
+    return "\n".join(rows) + "\n\n" + _machine(d)
+
+
+def evaluation(d: dict[str, Any]) -> str:
+    out = []
+    for run in d["runs"].values():
+        out += [
+            f"**{run['dataset']}**, {run['protocol']} holdout: {run['holdout']}.",
+            "",
+            "| model | recall@20 | ndcg@20 | map@20 | coverage@20 | tuned parameters |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, m in run["models"].items():
+            params = run["tuned"].get(name, "")
+            bold = "**" if name == "pipeline" else ""
+            out.append(
+                f"| {bold}{name}{bold} | {m.get('recall@20', float('nan')):.4f} | "
+                f"{m.get('ndcg@20', float('nan')):.4f} | {m.get('map@20', float('nan')):.4f} | "
+                f"{m.get('coverage@20', float('nan')):.3f} | {params} |"
+            )
+        beats = run["pipeline_beats_every_baseline"]
+        out += [
+            "",
+            "Pipeline beats every baseline: "
+            + ", ".join(f"{k} {'yes' if v else '**no**'}" for k, v in beats.items())
+            + f" ({run['seconds']:.0f} s for the whole run).",
+            "",
+        ]
+    return "\n".join(out) + "\n" + _machine(d)
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "simulate": simulate,
+    "features": features,
+    "retrieval": retrieval,
+    "evaluation": evaluation,
+    "serving": serving,
+}
 
 
 def render_all(readme: str) -> str:

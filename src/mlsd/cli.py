@@ -24,13 +24,18 @@ from mlsd.cli_serve import bench_app, serve
 from mlsd.errors import DataValidationError, MlsdError
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="mlsd",
     help="Machine-learning system design, running: simulate, validate, train, evaluate, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Inspect and validate event logs and catalogs.", no_args_is_help=True)
+data_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect and validate event logs and catalogs.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(features_app, name="features")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from mlsd.cli_models import evaluate_main
 
-evaluate_app = typer.Typer(invoke_without_command=True)
+evaluate_app = typer.Typer(rich_markup_mode="markdown", invoke_without_command=True)
 evaluate_app.callback()(evaluate_main)
 
 console = Console()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlsd.features.online import OnlineStore
 
 features_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Feature store: registry, training sets, online materialization, skew check.",
     no_args_is_help=True,
 )

@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-bench_app = typer.Typer(help="Benchmarks that ship with mlsd.", no_args_is_help=True)
+bench_app = typer.Typer(
+    rich_markup_mode="markdown", help="Benchmarks that ship with mlsd.", no_args_is_help=True
+)
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model bundle directory (see mlsd.serving.bundle).")
