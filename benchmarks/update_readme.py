@@ -148,10 +148,10 @@ def evaluation(d: dict[str, Any]) -> str:
     out = []
     for run in d["runs"].values():
         out += [
-            f"**{run['dataset']}**, {run['protocol']} holdout: {run['holdout']}.",
+            f"**{run['dataset']}**, {run['holdout']}.",
             "",
-            "| model | recall@20 | ndcg@20 | map@20 | coverage@20 | tuned parameters |",
-            "|---|---:|---:|---:|---:|---|",
+            "| model | recall@20 | ndcg@20 | map@20 | tuned parameters |",
+            "|---|---:|---:|---:|---|",
         ]
         for name, m in run["models"].items():
             params = run["tuned"].get(name, "")
@@ -159,7 +159,7 @@ def evaluation(d: dict[str, Any]) -> str:
             out.append(
                 f"| {bold}{name}{bold} | {m.get('recall@20', float('nan')):.4f} | "
                 f"{m.get('ndcg@20', float('nan')):.4f} | {m.get('map@20', float('nan')):.4f} | "
-                f"{m.get('coverage@20', float('nan')):.3f} | {params} |"
+                f"{params} |"
             )
         beats = run["pipeline_beats_every_baseline"]
         out += [
