@@ -228,6 +228,8 @@ def main() -> None:
         for part in ("offline", "offline_tuned_malloc", "online"):
             if part not in payload and part in old:
                 payload[part] = old[part]
+                carried = old.get("carried_over", {}).get(part, old.get("measured_at"))
+                payload.setdefault("carried_over", {})[part] = carried
     with tempfile.TemporaryDirectory():
         path = write_result("features", payload)
     print(f"wrote {path}")

@@ -45,24 +45,37 @@ def simulate(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + _machine(d)
 
 
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} ms"
+
+
 def serving(d: dict[str, Any]) -> str:
-    load, lat, m = d["load"], d["latency_ms"], d["model"]
-    g = d["goal"]
-    verdict = "**met**" if d["meets_goal"] else "**missed**"
+    """Every ``results/serving*.json`` run as a row (``d`` is ``serving.json``)."""
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("serving*.json"))]
     rows = [
-        "| model | load | achieved | errors | p50 | p95 | p99 | max | goal |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        f"| {m['kind']} `{m['version']}` | {load['rate_rps']:g} rps x {load['duration_s']:g} s, "
-        f"k={load['k']}, {load['workers']} worker(s) | {d['achieved_rps']:g} rps | "
-        f"{d['errors']} | {lat['p50']:.1f} ms | {lat['p95']:.1f} ms | {lat['p99']:.1f} ms | "
-        f"{lat['max']:.1f} ms | {g['rate']:g} rps, 0 errors, p50 <= {g['max_p50_ms']:g} ms, "
-        f"p99 <= {g['max_p99_ms']:g} ms: {verdict} |",
+        "| model | load | achieved | errors | p50 | p95 | p99 | max | server CPU / wall | goal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    cpu = d.get("cpu_seconds", {})
+    for r in runs:
+        load, lat, m, g = r["load"], r["latency_ms"], r["model"], r["goal"]
+        errors = f"{r['errors']:,}" + (
+            f" ({', '.join(f'{k}: {v:,}' for k, v in r['errors_by_kind'].items())})"
+            if r.get("errors_by_kind")
+            else ""
+        )
+        cpu = r.get("cpu_seconds", {})
+        rows.append(
+            f"| {m['kind']} `{m['version']}` | {load['rate_rps']:g} rps x "
+            f"{load['duration_s']:g} s, k={load['k']}, {load['workers']} worker(s) | "
+            f"{r['achieved_rps']:g} rps | {errors} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | "
+            f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {cpu.get('server')} s / "
+            f"{cpu.get('wall')} s | {g['rate']:g} rps, 0 errors, p50 <= {g['max_p50_ms']:g} "
+            f"ms, p99 <= {g['max_p99_ms']:g} ms: {_met(r['meets_goal'])} |"
+        )
     note = (
-        f"Open loop, latency from each request's due time; users: {load['users']['source']}. "
-        f"CPU over the run: server {cpu.get('server')} s, load generator "
-        f"{cpu.get('load_generator')} s, wall {cpu.get('wall')} s."
+        "Open loop, latency from each request's due time (a request not answered within the "
+        f"client timeout counts as an error); users: {d['load']['users']['shares']} of heavy, "
+        "light and new."
     )
     return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)
 
@@ -81,6 +94,8 @@ def features(d: dict[str, Any]) -> str:
         f"{off['goal']['min_rows']:,} rows in <= {off['goal']['max_seconds']:.0f} s: "
         f"{_met(off['meets_goal'])} |",
     ]
+    if "offline" in d.get("carried_over", {}):
+        rows[-1] = rows[-1][:-1] + f"(measured {d['carried_over']['offline'][:10]}) |"
     for name in ("memory", "redis"):
         r = d["online"].get(name)
         if not r:
