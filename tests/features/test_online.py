@@ -230,3 +230,25 @@ def test_memory_store_counts_reads() -> None:
     _define(store)
     store.get("video", np.array([1, 2, 3]), ["video_plays_1d"])
     assert (store.stats.reads, store.stats.keys_read, store.stats.unknown_keys) == (1, 3, 3)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("hiredis", [True, False])
+def test_redis_reads_agree_with_and_without_hiredis(
+    redis_store: OnlineStore, hiredis: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with hiredis a plain MGET; without, the packing Lua script: same records, same defaults
+    import mlsd.features.redis_store as rs
+
+    monkeypatch.setattr(rs, "HIREDIS_AVAILABLE", hiredis)
+    lays = _define(redis_store)
+    vals = _records(lays["video"], 3)
+    redis_store.put("video", np.array([4, 8, 15]), vals)
+    redis_store.put("user", np.array([1]), _records(lays["user"], 1))
+    feats = list(lays["video"].features)
+    user, video = redis_store.get_many(
+        [("user", np.array([1]), ["user_plays_1d"]), ("video", np.array([15, 99, 4]), feats)]
+    )
+    assert user.shape == (1, 1)
+    np.testing.assert_array_equal(video[[0, 2]], vals[[2, 0]])
+    np.testing.assert_array_equal(video[1], lays["video"].defaults)

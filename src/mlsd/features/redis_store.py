@@ -2,10 +2,11 @@
 
 One Redis string per (entity, key): the record as little-endian float32 bytes, under
 ``<namespace>:<entity>:<layout fingerprint>:<id>`` (``<user_id>:<creator_id>`` for pairs).
-A read (``get_many``: several reads) is one round trip: a server-side script ``MGET``s every
-key and replies with the records concatenated, which decode with one ``np.frombuffer`` per
-read, no per-key or per-field parsing in Python. Layouts are saved as JSON
-under ``<namespace>:layout:<entity>`` so that a serving process can find them.
+A read (``get_many``: several reads) is one round trip: one ``MGET`` of every key, parsed by
+hiredis in C (without hiredis, a server-side script ``MGET``s and replies with the records
+concatenated); records decode with one ``np.frombuffer`` per read, no per-field parsing.
+Layouts are saved as JSON under ``<namespace>:layout:<entity>`` so that a serving process
+can find them.
 
 Every call has a socket timeout (default 100 ms) and no retries: with Redis down or stalled a
 call raises :class:`~mlsd.features.errors.OnlineStoreUnavailable` within about the timeout,
@@ -23,6 +24,7 @@ import numpy as np
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.utils import HIREDIS_AVAILABLE
 
 from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable
 from mlsd.features.online import (
@@ -38,9 +40,10 @@ __all__ = ["RedisStore"]
 
 _PUT_CHUNK = 5_000  # keys per MSET
 
-# One round trip for any number of keys, and one reply of two strings instead of one reply
-# element per key: redis-py parses replies in Python, ~2 us per element, which alone would
-# take 1 ms for 500 videos. Returns a '1'/'0' presence flag per key and the present records
+# Without hiredis (redis-py's optional C parser, a dependency of mlsd): one round trip for
+# any number of keys, and one reply of two strings instead of one reply element per key, since
+# redis-py's pure-Python parser takes ~2 us per element, 1 ms for 500 videos. Returns a
+# '1'/'0' presence flag per key and the present records
 # concatenated in key order. (Chunked: Lua's unpack() takes a few thousand values at most.)
 _MGET_PACKED = """
 local flags, parts = {}, {}
@@ -201,13 +204,20 @@ class RedisStore(_LayoutsMixin):
             k = normalize_keys(entity, keys)
             plan.append((lay, cols, len(k)))
             names.extend(self._keys(entity, k))
-        present, blob = b"", b""
+        flags, blob = np.zeros(0, bool), b""
         if names:
             with self._guard("get"):
-                present, blob = self._mget(keys=names, client=self._client)
+                if HIREDIS_AVAILABLE:
+                    # hiredis parses the 500-element reply in C: a plain MGET is about twice
+                    # as fast as the packing script (0.75 vs 1.55 ms for 500 keys on loopback)
+                    vals = self._client.execute_command("MGET", *names)
+                    flags = np.fromiter((v is not None for v in vals), bool, len(vals))
+                    blob = b"".join(v for v in vals if v is not None)
+                else:
+                    present, blob = self._mget(keys=names, client=self._client)
+                    flags = np.frombuffer(present, dtype=np.uint8) == ord("1")
         out = []
         start, offset = 0, 0
-        flags = np.frombuffer(present, dtype=np.uint8) == ord("1")
         for lay, cols, n in plan:
             mine = flags[start : start + n]
             size = int(mine.sum()) * lay.width * 4
