@@ -16,6 +16,7 @@ from mlsd.data.simulate import simulate
 from mlsd.errors import ConfigError, DataError
 from mlsd.features.errors import OnlineStoreUnavailable
 from mlsd.pipeline import PipelineConfig, Recommender
+from mlsd.retrieval import PAD
 from mlsd.serving.service import RequestCtx
 
 CFG = PipelineConfig(two_tower={"epochs": 2}, candidates=200)
@@ -201,3 +202,35 @@ def test_training_needs_positives_and_two_users(data: Dataset) -> None:
     one = ev.filter(pc.equal(ev.column("user_id"), ev.column("user_id")[0]))
     with pytest.raises(DataError, match="at least 2 users"):
         Recommender(CFG).fit(Dataset(one, data.videos, data.users))
+
+
+def test_retrieval_features_match_a_brute_force_reference() -> None:
+    # ranks per source (1-based, best of duplicates, NaN when not proposed) and the number of
+    # sources that proposed each merged item, against plain Python loops
+    rng = np.random.default_rng(5)
+    n, c, sizes = 4, 12, (10, 6, 8)
+    lists = []
+    for m in sizes:
+        ids = rng.integers(1, 25, size=(n, m))
+        ids[rng.random((n, m)) < 0.2] = PAD
+        lists.append((ids, rng.random((n, m))))
+    items = rng.integers(1, 25, size=(n, c))
+    items[:, -2:] = PAD
+    rec = Recommender(PipelineConfig())
+    rec.retrieval_feature_names_ = [f"rank_{j}" for j in range(len(sizes))] + [
+        "two_tower_score",
+        "n_sources",
+    ]
+    rec._two_tower = None
+    got = rec._retrieval_features(np.arange(n), items, lists)
+    for i in range(n):
+        for a in range(c):
+            item = items[i, a]
+            hits = 0
+            for j, (ids, _) in enumerate(lists):
+                where = np.flatnonzero((ids[i] == item) & (ids[i] != PAD)) if item != PAD else []
+                want = float(where[0] + 1) if len(where) else np.nan
+                np.testing.assert_equal(got[i, a, j], want)
+                hits += len(where) > 0
+            assert got[i, a, -1] == hits
+            assert np.isnan(got[i, a, -2])

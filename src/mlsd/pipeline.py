@@ -460,27 +460,36 @@ class Recommender:
         the two-tower similarity and how many sources proposed it. ``user_embeddings``: the
         two-tower's ``(n, d)`` for ``users`` when already computed."""
         n, c = items.shape
+        n_src = len(lists)
         out = np.full((n, c, len(self.retrieval_feature_names_)), np.nan, np.float32)
-        rows_c = np.broadcast_to(np.arange(n)[:, None], items.shape)
-        kc = row_keys(rows_c.ravel(), items.ravel(), n)
-        count = np.zeros(n * c, np.float32)
+        # One sort for all sources (not one per source): key every proposed (row, id) together
+        # with the merged ones, then find each merged pair's proposals by binary search.
+        all_rows, all_ids = [np.repeat(np.arange(n), c)], [items.ravel()]
+        srcs, ranks = [], []
         for j, (ids, _) in enumerate(lists):
             m = ids.shape[1]
-            rows_s = np.broadcast_to(np.arange(n)[:, None], ids.shape).ravel()
-            ks = row_keys(rows_s, ids.ravel(), n)
-            ranks = np.broadcast_to(np.arange(1, m + 1)[None, :], ids.shape).ravel()
-            ok = ids.ravel() != PAD
-            ks, ranks = ks[ok], ranks[ok]
-            o = np.argsort(ks, kind="stable")
-            ks, ranks = ks[o], ranks[o]
-            if len(ks) == 0:
-                continue
-            pos = np.minimum(np.searchsorted(ks, kc), len(ks) - 1)
-            hit = (ks[pos] == kc) & (items.ravel() != PAD)
-            col = np.where(hit, ranks[pos], np.nan).astype(np.float32)
-            out[:, :, j] = col.reshape(n, c)
-            count += hit
-        out[:, :, -1] = count.reshape(n, c)
+            flat = ids.ravel()
+            ok = flat != PAD
+            all_rows.append(np.repeat(np.arange(n), m)[ok])
+            all_ids.append(flat[ok])
+            srcs.append(np.full(int(ok.sum()), j, np.int64))
+            ranks.append(np.tile(np.arange(1, m + 1), n)[ok])
+        keys = row_keys(np.concatenate(all_rows), np.concatenate(all_ids), n)
+        kc, ks = keys[: n * c], keys[n * c :]
+        src = np.concatenate(srcs) if srcs else np.zeros(0, np.int64)
+        rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+        o = np.argsort(ks, kind="stable")
+        ks, src, rank = ks[o], src[o], rank[o]
+        lo = np.searchsorted(ks, kc, "left")
+        cnt = np.where(items.ravel() != PAD, np.searchsorted(ks, kc, "right") - lo, 0)
+        target = np.repeat(np.arange(n * c), cnt)
+        entry = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        entry += np.repeat(lo, cnt)
+        best = np.full((n * c, n_src), np.inf)
+        np.minimum.at(best, (target, src[entry]), rank[entry])  # a source's best rank
+        hit = np.isfinite(best)
+        out[:, :, :n_src] = np.where(hit, best, np.nan).reshape(n, c, n_src)
+        out[:, :, -1] = hit.sum(1).reshape(n, c)
         out[:, :, -2] = self._two_tower_scores(users, items, user_embeddings)
         return out
 
