@@ -19,6 +19,7 @@ The result carries the comparison, the tuning trials and the report sections tha
 
 from __future__ import annotations
 
+import functools
 import importlib
 import multiprocessing
 import time
@@ -160,58 +161,44 @@ def evaluate_system(
     each window scores at most ``backtest_max_users`` test users (a seeded sample); with
     ``workers`` >= 2 it runs in spawned processes while the holdout is evaluated, or in
     ``pool`` (a caller-owned ``multiprocessing`` spawn pool, left open) when given."""
+    run_with = functools.partial(
+        _evaluate,
+        data,
+        protocol=protocol,
+        k=k,
+        test_share=test_share,
+        test_days=test_days,
+        baselines=baselines,
+        grids=grids,
+        config=config,
+        labels=labels,
+        backtest_windows=backtest_windows,
+        backtest_days=backtest_days,
+        backtest_baselines=backtest_baselines,
+        backtest_max_users=backtest_max_users,
+        log=log,
+    )
     if pool is not None:
-        return _evaluate(
-            data,
-            protocol=protocol,
-            k=k,
-            test_share=test_share,
-            test_days=test_days,
-            baselines=baselines,
-            grids=grids,
-            config=config,
-            labels=labels,
-            backtest_windows=backtest_windows,
-            backtest_days=backtest_days,
-            backtest_baselines=backtest_baselines,
-            backtest_max_users=backtest_max_users,
-            pool=pool,
-            log=log,
-        )
+        return run_with(pool=pool)
+    own: Pool | None = None
     if backtest_windows and workers >= 2:
         # spawn, not fork: the parent holds torch and OpenMP thread pools that fork would copy.
         # The workers import the models while the baselines are tuned here.
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, backtest_windows))
+        own = multiprocessing.get_context("spawn").Pool(min(workers, backtest_windows))
         for _ in range(min(workers, backtest_windows)):
-            pool.apply_async(importlib.import_module, (__name__,))
+            own.apply_async(importlib.import_module, (__name__,))
     ok = False
     try:
-        run = _evaluate(
-            data,
-            protocol=protocol,
-            k=k,
-            test_share=test_share,
-            test_days=test_days,
-            baselines=baselines,
-            grids=grids,
-            config=config,
-            labels=labels,
-            backtest_windows=backtest_windows,
-            backtest_days=backtest_days,
-            backtest_baselines=backtest_baselines,
-            backtest_max_users=backtest_max_users,
-            pool=pool,
-            log=log,
-        )
+        run = run_with(pool=own)
         ok = True
         return run
     finally:
-        if pool is not None:
+        if own is not None:
             if ok:
-                pool.close()
+                own.close()
             else:
-                pool.terminate()  # stop the workers on an error or Ctrl-C
-            pool.join()
+                own.terminate()  # stop the workers on an error or Ctrl-C
+            own.join()
 
 
 def _evaluate(
