@@ -205,7 +205,10 @@ def run_benchmark(
     _, warm_users = mix.sample(n_warm, rng)
     cls, users = mix.sample(n, rng)
 
-    with ServerProcess(model_dir, workers=workers, model_threads=model_threads) as server:
+    # a `large` bundle loads for minutes (1M-video indexes, online features): wait for it
+    with ServerProcess(
+        model_dir, workers=workers, model_threads=model_threads, ready_timeout_s=900.0
+    ) as server:
         log(f"server ready on {server.url} (pid {server.proc.pid if server.proc else '?'})")
         host, port = server.host, server.port
         if n_warm:
