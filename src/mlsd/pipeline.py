@@ -59,7 +59,7 @@ from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
 from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
-from mlsd.retrieval.merge import allocate, merge_lists
+from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
 
 __all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
@@ -428,7 +428,10 @@ class Recommender:
     def merge(self, lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> np.ndarray:
         """The merged candidate ids ``int64[n, k]`` (PAD-padded) of per-source
         ``(ids, scores)`` lists given in ``sources_`` order, under the configured quotas."""
-        return merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_).item_ids
+        return self._merged(lists, k).item_ids
+
+    def _merged(self, lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> TaggedCandidates:
+        return merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_)
 
     def _retrieve(self, users: np.ndarray, k: int) -> _Candidates:
         """Merged candidates and retrieval features for a batch of users."""
@@ -441,7 +444,7 @@ class Recommender:
                 lists.append((ids, scores))
             else:
                 lists.append(s.candidates(users, k))
-        merged = merge_lists(lists, allocate(self.shares_, k), k, 60.0, self.source_names_)
+        merged = self._merged(lists, k)
         return _Candidates(
             users,
             merged.item_ids,

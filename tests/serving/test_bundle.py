@@ -3,6 +3,7 @@ the file) for every way a bundle can be missing, malformed, corrupt or hostile."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -39,6 +40,17 @@ def _save(model: Any, out: Path, **kw: Any) -> Path:
 
 def _manifest(b: Path) -> dict[str, Any]:
     return json.loads((b / "manifest.json").read_text())
+
+
+def _reseal(b: Path, artifact: str) -> None:
+    """Make the manifest's size and checksum match a rewritten artifact again."""
+    p = b / "artifacts" / artifact
+    m = _manifest(b)
+    for a in m["artifacts"]:
+        if a["path"] == artifact:
+            a["size"] = p.stat().st_size
+            a["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    _write_manifest(b, m)
 
 
 def _write_manifest(b: Path, m: dict[str, Any]) -> None:
@@ -225,14 +237,7 @@ def test_loader_failure_is_a_bundle_error(stub_bundle: Path) -> None:
     BundleError (so a reload is refused), not a stray ValueError."""
     p = stub_bundle / "artifacts" / "item_emb.npy"
     np.save(p, np.zeros((3, 3), np.float32), allow_pickle=False)
-    m = _manifest(stub_bundle)
-    import hashlib
-
-    for a in m["artifacts"]:
-        if a["path"] == "item_emb.npy":
-            a["size"] = p.stat().st_size
-            a["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    _write_manifest(stub_bundle, m)
+    _reseal(stub_bundle, "item_emb.npy")
     with pytest.raises(BundleError, match=r"'stub' loader failed: ValueError: item_emb\.npy"):
         load_bundle(stub_bundle)
 
@@ -241,14 +246,7 @@ def test_pickled_npy_is_refused_by_the_loader(stub_bundle: Path) -> None:
     """An object array (which needs pickle) never loads, even with a matching manifest."""
     p = stub_bundle / "artifacts" / "item_emb.npy"
     np.save(p, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    m = _manifest(stub_bundle)
-    import hashlib
-
-    for a in m["artifacts"]:
-        if a["path"] == "item_emb.npy":
-            a["size"] = p.stat().st_size
-            a["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    _write_manifest(stub_bundle, m)
+    _reseal(stub_bundle, "item_emb.npy")
     with pytest.raises(BundleError, match="allow_pickle"):
         load_bundle(stub_bundle)
 
