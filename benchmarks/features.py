@@ -1,7 +1,7 @@
 """Benchmark: the feature store (offline training-set build, online reads and updates).
 
 - offline: build the point-in-time training matrix of every impression of the ``large`` scale
-  (~20 M rows x 53 features over a 24 M-event log) in a fresh subprocess; seconds, CPU seconds
+  (~20 M rows x 53 features over a 25 M-event log) in a fresh subprocess; seconds, CPU seconds
   and peak memory. Goal (issue 3): at least 10 M rows in at most 2 minutes on 2 cores.
 - online: materialize ``small`` into a MemoryStore and into a RedisStore (a throwaway
   ``redis-server`` on loopback), then time reads of one user plus 500 videos (every stored
@@ -11,8 +11,7 @@
 
     python benchmarks/features.py                      # both parts
     python benchmarks/features.py --skip-offline       # online only (seconds)
-    python benchmarks/features.py --tuned-malloc       # offline child with glibc malloc kept
-                                                       # from returning memory to the OS
+    python benchmarks/features.py --skip-online        # offline only (~2 minutes)
 """
 
 from __future__ import annotations
@@ -63,18 +62,13 @@ GOALS = {
     "memory_read_p99_ms": 1.0,
     "redis_read_p99_ms": 3.0,
 }
-# Keeps freed memory in the heap for reuse instead of unmapping it: on this VM first-touching
-# fresh pages costs ~0.3 s per GB of kernel time, and the build allocates many GB of temporaries.
-TUNED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
-def offline(scale: str, seed: int, max_rows: int, tuned: bool) -> dict[str, Any]:
-    env = {**os.environ, **(TUNED_ENV if tuned else {})}
+def offline(scale: str, seed: int, max_rows: int) -> dict[str, Any]:
     proc = subprocess.Popen(
         [sys.executable, "-c", OFFLINE_CHILD, scale, str(seed), str(max_rows)],
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     out = proc.stdout.read() if proc.stdout else ""
@@ -82,7 +76,6 @@ def offline(scale: str, seed: int, max_rows: int, tuned: bool) -> dict[str, Any]
         raise SystemExit(f"offline build on {scale} failed with status {status}")
     res: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     res["scale"] = scale
-    res["malloc"] = TUNED_ENV if tuned else "default"
     res["rows_per_s"] = res["rows"] / res["seconds"]
     # ru_maxrss is in KiB on Linux; the child also holds the simulated dataset
     res["peak_rss_gb_incl_dataset"] = usage.ru_maxrss / 1024**2
@@ -208,24 +201,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-offline", action="store_true")
     ap.add_argument("--skip-online", action="store_true")
-    ap.add_argument("--tuned-malloc", action="store_true", help="also run the offline build "
-                    "with MALLOC_MMAP_MAX_=0 (freed memory reused, not unmapped)")  # fmt: skip
     args = ap.parse_args()
     payload: dict[str, Any] = {"seed": args.seed}
     if not args.skip_offline:
-        payload["offline"] = offline(args.offline_scale, args.seed, args.max_rows, tuned=False)
+        payload["offline"] = offline(args.offline_scale, args.seed, args.max_rows)
         print(json.dumps(payload["offline"], indent=2), flush=True)
-        if args.tuned_malloc:
-            payload["offline_tuned_malloc"] = offline(args.offline_scale, args.seed,
-                                                      args.max_rows, tuned=True)  # fmt: skip
-            print(json.dumps(payload["offline_tuned_malloc"], indent=2), flush=True)
     if not args.skip_online:
         payload["online"] = online_part(args.online_scale, args.seed, args.reads, args.updates)
         print(json.dumps(payload["online"], indent=2), flush=True)
     old_path = Path(__file__).resolve().parent / "results" / "features.json"
     if old_path.exists():  # a skipped part keeps its previous measurement
         old = json.loads(old_path.read_text())
-        for part in ("offline", "offline_tuned_malloc", "online"):
+        for part in ("offline", "online"):
             if part not in payload and part in old:
                 payload[part] = old[part]
                 carried = old.get("carried_over", {}).get(part, old.get("measured_at"))

@@ -96,12 +96,6 @@ def features(d: dict[str, Any]) -> str:
     ]
     if "offline" in d.get("carried_over", {}):
         rows[-1] = rows[-1][:-1] + f"(measured {d['carried_over']['offline'][:10]}) |"
-    tm = d.get("offline_tuned_malloc")
-    if tm:
-        rows.append(
-            f"| the same with `MALLOC_MMAP_MAX_=0` (glibc keeps freed memory) | {tm['rows']:,} "
-            f"rows in {tm['seconds']:.0f} s | {_met(tm['meets_goal'])} |"
-        )
     for name in ("memory", "redis"):
         r = d["online"].get(name)
         if not r:

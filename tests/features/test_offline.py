@@ -100,6 +100,16 @@ def test_rows_keep_their_order_and_extra_columns(tiny: Dataset) -> None:
     np.testing.assert_array_equal(feature_matrix(a, names), feature_matrix(b, names)[order])
 
 
+def test_result_does_not_depend_on_the_number_of_workers(tiny: Dataset) -> None:
+    imp = tiny.events.filter(pc.equal(tiny.events.column("event_type"), "impression"))
+    rows = imp.select(["user_id", "video_id", "timestamp", "device"]).slice(0, 5000)
+    timings: dict[str, float] = {}
+    one = build_training_set(tiny, rows, workers=1)
+    two = build_training_set(tiny, rows, workers=4, timings=timings)
+    assert one.equals(two)
+    assert {"user", "video", "creator", "user_creator", "stored features"} <= set(timings)
+
+
 def test_bad_rows_and_feature_names_raise() -> None:
     ds = make_dataset([{"user_id": 1, "video_id": 1, "event_type": "impression", "ts": T0_MS}])
     with pytest.raises(DataError, match="missing column 'timestamp'"):

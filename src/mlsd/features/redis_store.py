@@ -155,9 +155,39 @@ class RedisStore(_LayoutsMixin):
 
     def _keys(self, entity: str, keys: np.ndarray) -> list[bytes]:
         p = self._prefix[entity]
+        return [p + i for i in self._suffixes(entity, keys)]
+
+    @staticmethod
+    def _suffixes(entity: str, keys: np.ndarray) -> list[bytes]:
         if entity == "user_creator":
-            return [p + b"%d:%d" % (u, c) for u, c in keys.tolist()]
-        return [p + b"%d" % k for k in keys.tolist()]
+            return [b"%d:%d" % (u, c) for u, c in keys.tolist()]
+        return [b"%d" % k for k in keys.tolist()]
+
+    def _mget_plain(self, ids: list[tuple[bytes, list[bytes]]], n_keys: int) -> list[Any]:
+        """``MGET`` of every ``prefix + suffix``, the RESP request written here (hiredis
+        parses the reply in C).
+
+        Why not ``execute_command``: redis-py checks and encodes each of the 500 arguments in
+        Python before hiredis packs them, ~0.5 ms of a ~1.5 ms read of 500 keys; the keys are
+        already bytes, so the request is a join (~0.1 ms). Errors from the connection
+        disconnect it (the pool reconnects on the next call), as redis-py does."""
+        parts = [b"*%d\r\n$4\r\nMGET\r\n" % (n_keys + 1)]
+        for p, suffixes in ids:
+            lp = len(p)
+            parts.extend([b"$%d\r\n%b%b\r\n" % (lp + len(i), p, i) for i in suffixes])
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([b"".join(parts)], check_health=False)
+            vals = conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        if isinstance(vals, redis.exceptions.ResponseError):
+            raise vals
+        return list(vals)
 
     def put(self, entity: str, keys: KeyArray, values: np.ndarray) -> None:
         lay = self.layout(entity)
@@ -197,23 +227,29 @@ class RedisStore(_LayoutsMixin):
 
     def get_many(self, reads: Sequence[Read]) -> list[np.ndarray]:
         plan = []
-        names: list[bytes] = []
+        ids: list[tuple[bytes, list[bytes]]] = []
+        n_keys = 0
         for entity, keys, features in reads:
             lay = self.layout(entity)
             cols = self._columns(lay, features)
             k = normalize_keys(entity, keys)
             plan.append((lay, cols, len(k)))
-            names.extend(self._keys(entity, k))
+            ids.append((self._prefix[entity], self._suffixes(entity, k)))
+            n_keys += len(k)
         flags, blob = np.zeros(0, bool), b""
-        if names:
+        if n_keys:
             with self._guard("get"):
                 if HIREDIS_AVAILABLE:
-                    # hiredis parses the 500-element reply in C: a plain MGET is about twice
-                    # as fast as the packing script (0.75 vs 1.55 ms for 500 keys on loopback)
-                    vals = self._client.execute_command("MGET", *names)
-                    flags = np.fromiter((v is not None for v in vals), bool, len(vals))
-                    blob = b"".join(v for v in vals if v is not None)
+                    vals = self._mget_plain(ids, n_keys)
+                    missing = vals.count(None)
+                    if missing:
+                        flags = np.fromiter((v is not None for v in vals), bool, len(vals))
+                        blob = b"".join([v for v in vals if v is not None])
+                    else:
+                        flags = np.ones(len(vals), bool)
+                        blob = b"".join(vals)
                 else:
+                    names = [p + i for p, suffixes in ids for i in suffixes]
                     present, blob = self._mget(keys=names, client=self._client)
                     flags = np.frombuffer(present, dtype=np.uint8) == ord("1")
         out = []
