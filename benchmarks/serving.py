@@ -14,6 +14,8 @@ Goal (issue 6): large catalog, 500 candidates ranked, k=20, 200 rps for 60 s on 
 
     python benchmarks/serving.py --model runs/large-bundle --data data/large
     python benchmarks/serving.py --model runs/large-bundle --rate 400 --duration 30 --workers 2
+    python benchmarks/serving.py --model runs/large-bundle --rates 10,25,50,200 --name serving_large
+        # one server, one run per rate: results/serving_large_<rate>rps.json each
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
-from mlsd.serving.loadtest import run_benchmark
+from mlsd.serving.loadtest import run_benchmark, run_sweep
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, type=Path, help="model bundle directory")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    ap.add_argument("--rates", default=None, help="comma-separated rates, one server: a sweep")
     ap.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     ap.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     ap.add_argument("--k", type=int, default=20)
@@ -42,6 +45,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="serving", help="results/<name>.json")
     a = ap.parse_args()
+    if a.rates:
+        rates = [float(r) for r in a.rates.split(",") if r.strip()]
+        runs = run_sweep(
+            a.model,
+            rates=rates,
+            duration_s=a.duration,
+            warmup_s=a.warmup,
+            k=a.k,
+            workers=a.workers,
+            model_threads=a.threads,
+            data=a.data,
+            seed=a.seed,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+        for rate, res in zip(rates, runs, strict=True):
+            path = write_result(f"{a.name}_{rate:g}rps", res)
+            print(json.dumps({k: res[k] for k in ("requests", "errors", "achieved_rps",
+                                                  "latency_ms")}))  # fmt: skip
+            print(f"{rate:g} rps: goal {'met' if res['meets_goal'] else 'missed'}; wrote {path}")
+        return
     res = run_benchmark(
         a.model,
         rate=a.rate,

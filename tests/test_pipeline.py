@@ -179,6 +179,24 @@ def test_save_load_round_trip_gives_the_same_recommendations(
     np.testing.assert_array_equal(back.recommend(users, 10), rec.recommend(users, 10))
 
 
+def test_the_als_index_is_saved_and_an_older_bundle_without_it_is_rebuilt(
+    rec: Recommender, tmp_path: Path
+) -> None:
+    import shutil
+
+    rec.save(tmp_path / "m")
+    assert (tmp_path / "m" / "als" / "index" / "index.faiss").is_file()
+    shutil.rmtree(tmp_path / "m" / "als" / "index")  # as written before the index was saved
+    back = Recommender.load(tmp_path / "m")
+    users = rec.history_.users()[:25]
+    np.testing.assert_array_equal(back.recommend(users, 10), rec.recommend(users, 10))
+    rec.save(tmp_path / "m2")  # an index that does not belong to these factors is refused
+    ids = np.load(tmp_path / "m2" / "als" / "index" / "ids.npy")
+    np.save(tmp_path / "m2" / "als" / "index" / "ids.npy", ids[::-1].copy())
+    with pytest.raises(DataError, match="does not match the item factors"):
+        Recommender.load(tmp_path / "m2")
+
+
 def test_load_refuses_a_corrupt_model(rec: Recommender, tmp_path: Path) -> None:
     rec.save(tmp_path / "m")
     (tmp_path / "m" / "recommender.json").write_text("{not json")

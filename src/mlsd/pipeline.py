@@ -59,6 +59,7 @@ from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
 from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
+from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
 
@@ -1051,6 +1052,8 @@ class Recommender:
         for src in self.sources_:
             if isinstance(src, ALSSource):
                 src.save(d / "als")
+            elif isinstance(src, CoVisitationSource):
+                src.save(d / "covisit")
         self.ranker_.save(d / "ranker")
         meta = {
             "format": _FORMAT,
@@ -1102,7 +1105,9 @@ class Recommender:
                 s = TwoTowerSource.load(d / "two_tower", history=history)
             elif isinstance(s, ALSSource):
                 s = ALSSource.load(d / "als", videos=ds.videos, history=history)
-            else:
+            elif isinstance(s, CoVisitationSource) and (d / "covisit").is_dir():
+                s.load_state(d / "covisit", videos=ds.videos, history=history)
+            else:  # cheap to refit (or saved before their state was)
                 s.fit(pos, videos=ds.videos, users=ds.users, now_ms=self.now_ms_, history=history)
             sources.append(s)
         self.sources_ = sources

@@ -102,6 +102,25 @@ def test_pair_keys_for_user_creator(store: OnlineStore) -> None:
         store.get("user_creator", np.array([1, 2]), list(lay.features))
 
 
+def test_pair_keys_of_any_range_and_repeats_in_one_put(store: OnlineStore) -> None:
+    # MemoryStore packs pairs of small ids into one int and keeps others as tuples: a pair
+    # must round-trip whichever way, mixed in one put, and a key repeated in one put keeps
+    # its last record
+    lay = _define(store)["user_creator"]
+    keys = np.array([[1, 10], [2**40, 3], [-5, 7], [1, 2**33], [1, 10]])
+    vals = _records(lay, 5)
+    store.put("user_creator", keys, vals)
+    asked = np.array([[1, 2**33], [-5, 7], [2**40, 3], [1, 10], [2**40, 4]])
+    got = store.get("user_creator", asked, list(lay.features))
+    np.testing.assert_array_equal(got[:4], vals[[3, 2, 1, 4]])
+    np.testing.assert_array_equal(got[4], lay.defaults)
+    # (1 << 32 | 10) as a pair is not the pair (0, 1 << 32 | 10) nor any other
+    assert (
+        store.get("user_creator", np.array([[0, (1 << 32) | 10]]), list(lay.features))[0].tolist()
+        == lay.defaults.tolist()
+    )
+
+
 def test_get_many_reads_several_entities_at_once(store: OnlineStore) -> None:
     lays = _define(store)
     store.put("user", np.array([1]), _records(lays["user"], 1))

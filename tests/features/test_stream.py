@@ -122,3 +122,20 @@ def test_request_time_features_use_the_request_time() -> None:
         1, [1], t, features=["video_age_h", "context_hour_of_day", "context_day_of_week"]
     )
     assert x[0].tolist() == pytest.approx([2 * 24 + 15.5, 15, 2])
+
+
+def test_bulk_key_index_matches_numpy_unique() -> None:
+    from mlsd.features.stream import _unique_first_inverse
+
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.integers(-50, 50, 1000),
+        rng.integers(0, 2**40, 5000),
+        rng.integers(-(2**62), 2**62, 3000),  # too wide to shift: numpy's path
+        np.array([7]),
+    ]
+    for keys in cases:
+        want = np.unique(keys, return_index=True, return_inverse=True)
+        got = _unique_first_inverse(keys.astype(np.int64))
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_array_equal(g, np.asarray(w).reshape(-1))

@@ -65,6 +65,24 @@ def test_exclude_and_take_keeps_order_and_pads() -> None:
     assert np.isneginf(sc[1, 1:]).all()
 
 
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_one_row_fast_path_agrees_with_the_batched_path(k: int) -> None:
+    rng = np.random.default_rng(k)
+    for _ in range(50):
+        items = rng.integers(0, 12, (3, 8)).astype(np.int64)
+        items[rng.random(items.shape) < 0.2] = PAD
+        scores = rng.random(items.shape).astype(np.float32)
+        exclude = rng.integers(0, 12, (3, 4)).astype(np.int64)
+        exclude[rng.random(exclude.shape) < 0.3] = PAD
+        ids, sc = exclude_and_take(items, scores, exclude, k)  # the batched path
+        for r in range(3):
+            one = exclude_and_take(items[r : r + 1], scores[r : r + 1], exclude[r : r + 1], k)
+            np.testing.assert_array_equal(one[0], ids[r : r + 1])
+            np.testing.assert_array_equal(one[1], sc[r : r + 1])
+            nothing = exclude_and_take(items[r : r + 1], scores[r : r + 1], None, k)
+            assert nothing[0].shape == (1, k)
+
+
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])
 def test_check_k_rejects_non_positive_ints(k: object) -> None:
     with pytest.raises(ConfigError, match="positive integer"):

@@ -47,3 +47,35 @@ def test_users_without_history_get_padding_and_unknown_seeds_are_counted() -> No
     src.history_.append(77, [123_456], [5])
     assert (src.candidates(np.array([77]), 3)[0] == PAD).all()
     assert src.unknown_history_ids_ == 1
+
+
+def test_saved_lists_load_back_and_bad_ones_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from mlsd.errors import DataError
+
+    videos = pa.table({"video_id": [10, 20, 30, 40]})
+    src = CoVisitationSource(window_hours=24.0).fit(POS, videos=videos)
+    src.save(tmp_path / "c")
+    hist = History()
+    hist.append(9, [10], [0])
+    back = CoVisitationSource(window_hours=24.0).load_state(
+        tmp_path / "c", videos=videos, history=hist
+    )
+    src.history_ = hist
+    for a, b in zip(back.candidates(np.array([9]), 3), src.candidates(np.array([9]), 3),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(DataError, match="fitted with"):  # another configuration
+        CoVisitationSource(window_hours=48.0).load_state(
+            tmp_path / "c", videos=videos, history=hist
+        )
+    with pytest.raises(DataError, match="catalog"):  # another catalog
+        CoVisitationSource(window_hours=24.0).load_state(
+            tmp_path / "c", videos=pa.table({"video_id": [10, 20, 30]}), history=hist
+        )
+    np.save(tmp_path / "c" / "neighbors.npy", np.array([7, 7, 7, 7], np.int32))
+    with pytest.raises(DataError, match="catalog"):  # neighbours outside the catalog
+        CoVisitationSource(window_hours=24.0).load_state(
+            tmp_path / "c", videos=videos, history=hist
+        )

@@ -107,3 +107,19 @@ def test_creator_popular_reaches_unwatched_videos_of_watched_creators() -> None:
     ids, _ = src.candidates(np.array([50]), 4)
     assert sorted(ids[0].tolist()) == [PAD, 2, 3, 4]  # creator 10's other videos, not 5-8
     assert ids[0, 0] == 2  # the watched one first (smoothed popularity)
+
+
+@pytest.mark.parametrize(
+    "shape,m", [((1, 20_000), 30), ((7, 50), 50), ((40, 300), 9), ((3, 40), 1)]
+)
+@pytest.mark.parametrize("ties", [False, True])
+def test_top_m_stable_is_the_head_of_a_stable_argsort(
+    shape: tuple[int, int], m: int, ties: bool
+) -> None:
+    from mlsd.retrieval.popular import top_m_stable
+
+    rng = np.random.default_rng(shape[1] + m)
+    # many equal values: the picks at the boundary must be the lowest columns, as a stable
+    # sort orders them
+    w = rng.integers(0, 4, shape).astype(float) if ties else rng.random(shape)
+    np.testing.assert_array_equal(top_m_stable(w, m), np.argsort(-w, axis=1, kind="stable")[:, :m])

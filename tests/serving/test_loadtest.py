@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlsd.cli import app
+from mlsd.errors import ConfigError
 from mlsd.serving.loadgen import drive
 from mlsd.serving.loadtest import USER_CLASSES, run_benchmark, user_mix
 
@@ -113,3 +114,22 @@ def test_benchmark_end_to_end(
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "serving" and doc["requests"] == 20 and doc["machine"]["cpus"] >= 1
+
+
+@pytest.mark.server
+def test_sweep_measures_each_rate_against_one_server(
+    stub_bundle: Path, server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.serving.loadtest import run_sweep
+
+    for k, v in server_env.items():
+        monkeypatch.setenv(k, v)
+    logs: list[str] = []
+    runs = run_sweep(stub_bundle, rates=[20, 60], duration_s=0.5, warmup_s=0, k=5,
+                     log=logs.append)  # fmt: skip
+    assert [r["load"]["rate_rps"] for r in runs] == [20, 60]
+    assert [r["requests"] for r in runs] == [10, 30]
+    assert all(r["errors"] == 0 and r["model"]["kind"] == "stub" for r in runs)
+    assert sum("server ready" in m for m in logs) == 1  # one server for both rates
+    with pytest.raises(ConfigError, match="rates"):
+        run_sweep(stub_bundle, rates=[])

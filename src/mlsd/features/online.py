@@ -250,9 +250,16 @@ class MemoryStore(_LayoutsMixin):
 
     @staticmethod
     def _hashable(entity: str, keys: np.ndarray) -> list[object]:
-        if entity == "user_creator":
-            return [tuple(k) for k in keys.tolist()]
-        return keys.tolist()
+        if entity != "user_creator":
+            return keys.tolist()
+        # a pair of ids in [0, 2**31) is one int (u << 32 | c), cheaper to build and hash than
+        # a tuple; other pairs stay tuples. Decided per key, so a key always maps the same way.
+        inside = ((keys >= 0) & (keys < (1 << 31))).all(axis=1)
+        out: list[object] = ((keys[:, 0] << 32) | np.where(inside, keys[:, 1], 0)).tolist()
+        if not bool(inside.all()):
+            for i in np.flatnonzero(~inside).tolist():
+                out[i] = tuple(keys[i].tolist())
+        return out
 
     def put(self, entity: str, keys: KeyArray, values: np.ndarray) -> None:
         lay = self.layout(entity)
@@ -260,13 +267,23 @@ class MemoryStore(_LayoutsMixin):
         v = self._check_values(lay, len(k), values)
         rows = self._rows[entity]
         n = self._n[entity]
-        idx = np.empty(len(k), dtype=np.int64)
-        for i, key in enumerate(self._hashable(entity, k)):
-            r = rows.get(key)
-            if r is None:
-                r = rows[key] = n
-                n += 1
-            idx[i] = r
+        hk = self._hashable(entity, k)
+        fresh: dict[object, None] | None = dict.fromkeys(hk) if not rows else None
+        if fresh is not None and len(fresh) == len(hk):
+            # the first write (materialize): every key new and distinct, rows in order
+            rows.update(zip(hk, range(n, n + len(hk)), strict=True))
+            idx = np.arange(n, n + len(hk), dtype=np.int64)
+            n += len(hk)
+            miss = idx[:0]
+        else:
+            idx = np.fromiter((rows.get(key, -1) for key in hk), np.int64, count=len(hk))
+            miss = np.flatnonzero(idx < 0)
+        if len(miss):
+            new_keys = [hk[i] for i in miss.tolist()]
+            fresh = dict.fromkeys(new_keys)  # distinct new keys in first-seen order
+            rows.update(zip(fresh, range(n, n + len(fresh)), strict=True))
+            n += len(fresh)
+            idx[miss] = np.fromiter((rows[key] for key in new_keys), np.int64, len(new_keys))
         self._update_dense(entity, k, idx)
         buf = self._values[entity]
         if n > len(buf):

@@ -58,6 +58,12 @@ class _KeyIndex:
 
     def lookup(self, packed: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Rows of ``packed`` keys; with ``ids`` (``[n, arity]``), unseen keys are added."""
+        if ids is not None and len(self._packed) == 0 and len(packed):
+            # bulk load (materialize): every key is new; one sort gives rows and their order
+            new, first, inv = _unique_first_inverse(packed)
+            self._packed, self.ids = new, ids[first]
+            self._index = pd.Index(new)
+            return np.asarray(inv, dtype=np.int64).reshape(-1)
         if self._index is None:
             self._index = pd.Index(self._packed)
         idx = np.asarray(self._index.get_indexer(packed), dtype=np.int64)
@@ -69,6 +75,23 @@ class _KeyIndex:
             self._index = pd.Index(self._packed)
             idx[miss] = self._index.get_indexer(packed[miss])
         return idx
+
+
+def _unique_first_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True, return_inverse=True)`` of int64 ``keys``, through
+    the as-of engine's stable sort (~4x faster than numpy's argsort at 25M keys)."""
+    from mlsd.features._asof import sorted_by_key
+
+    lo, hi = int(keys.min()), int(keys.max())
+    if hi - lo >= 1 << 62:  # the shifted keys would not fit: numpy's own
+        u, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        return u, first, np.asarray(inv, dtype=np.int64).reshape(-1)
+    order, sk = sorted_by_key(keys - lo)
+    head = np.ones(len(sk), dtype=bool)
+    head[1:] = sk[1:] != sk[:-1]
+    inv = np.empty(len(keys), dtype=np.int64)
+    inv[order] = np.cumsum(head) - 1
+    return sk[head] + lo, order[head], inv
 
 
 class _EntityState:
@@ -109,8 +132,11 @@ class _EntityState:
         if len(idx) == 0 or not self.windows:
             return
         u, inv = np.unique(idx, return_inverse=True)
-        agg = np.zeros((len(u), len(self.signals)))
-        np.add.at(agg, inv, vals)
+        # per-signal bincount: the same sums, in the same order, as np.add.at, several times
+        # faster (it decides materialize's time over a large log)
+        agg = np.empty((len(u), len(self.signals)))
+        for j in range(len(self.signals)):
+            agg[:, j] = np.bincount(inv, weights=vals[:, j], minlength=len(u))
         for wi, w_hours in enumerate(self.hours):
             if hour >= now - w_hours:  # late events count only in windows still covering them
                 self.sums[wi, u] += agg

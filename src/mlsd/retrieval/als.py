@@ -177,6 +177,8 @@ class ALSSource:
         d.mkdir(parents=True, exist_ok=True)
         np.save(d / "item_factors.npy", self.item_factors_, allow_pickle=False)
         np.save(d / "video_ids.npy", self.catalog_.video_ids, allow_pickle=False)
+        # the index too: rebuilding an HNSW graph over a 1M catalog takes minutes on load
+        self.index_.save(d / "index")
         (d / "als.json").write_text(json.dumps({"format": _FORMAT, "params": self.get_params()}))
 
     @classmethod
@@ -198,5 +200,16 @@ class ALSSource:
         model.item_factors = factors
         self._model_ = model
         self.catalog_, self.item_factors_, self.history_ = catalog, factors, history
-        self._build_index()
+        if (d / "index").is_dir():
+            index = EmbeddingIndex.load(d / "index")
+            if (
+                index.kind != self.index_kind
+                or index.dim_ != factors.shape[1]
+                or index.ntotal_ != len(ids)
+                or (index.ids_ is not None and not np.array_equal(index.ids_, ids))
+            ):
+                raise DataError(f"{d / 'index'}: does not match the item factors beside it")
+            self.index_ = index
+        else:  # written before the index was saved: build it (deterministic, seeded)
+            self._build_index()
         return self

@@ -149,6 +149,8 @@ def exclude_and_take(
     relative order of kept items is preserved.
     """
     n = items.shape[0]
+    if n == 1:  # one request: the same result with a handful of numpy calls
+        return _exclude_and_take_row(items[0], scores[0], exclude, k)
     drop = items == PAD
     if exclude is not None and exclude.size and n:
         drop |= rowwise_isin(items, exclude)
@@ -163,3 +165,20 @@ def exclude_and_take(
         out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=PAD)
         out_s = np.pad(out_s, ((0, 0), (0, pad)), constant_values=-np.inf)
     return out_i.astype(np.int64, copy=False), out_s
+
+
+def _exclude_and_take_row(
+    items: np.ndarray, scores: np.ndarray, exclude: np.ndarray | None, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    drop = items == PAD
+    if exclude is not None and exclude.size:
+        ex = exclude[0]
+        ex = ex[ex != PAD]
+        if len(ex):
+            drop |= np.isin(items, ex)
+    keep = np.flatnonzero(~drop)[:k]
+    out_i = np.full((1, k), PAD, np.int64)
+    out_s = np.full((1, k), -np.inf, np.float32)
+    out_i[0, : len(keep)] = items[keep]
+    out_s[0, : len(keep)] = scores[keep]
+    return out_i, out_s

@@ -15,19 +15,24 @@ weight. Everything is vectorised (sorts and bincounts, no per-pair Python).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
-from mlsd.errors import ConfigError
-from mlsd.retrieval._data import fit_inputs
+from mlsd.errors import ConfigError, DataError
+from mlsd.retrieval._data import Catalog, fit_inputs
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
 from mlsd.retrieval.history import History
 
 __all__ = ["CoVisitationSource"]
 
 HOUR_MS = 3_600_000
+_FORMAT = 1
 
 
 class CoVisitationSource:
@@ -115,6 +120,71 @@ class CoVisitationSource:
             if history is not None
             else History.from_positives(pos.to_table(), known_video_ids=catalog.video_ids)
         )
+        self.unknown_history_ids_ = 0
+        return self
+
+    # -- persistence: the neighbour lists as .npy, parameters as JSON -------------------------
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {
+            "max_gap": self.max_gap,
+            "window_hours": self.window_hours,
+            "n_neighbors": self.n_neighbors,
+            "popularity_exponent": self.popularity_exponent,
+            "history_len": self.history_len,
+            "recency_decay": self.recency_decay,
+            "name": self.name,
+            "exclude_seen": self.exclude_seen,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write the fitted neighbour lists (counting pairs over a large log takes minutes;
+        reading them back, a second)."""
+        if not hasattr(self, "neighbors_"):
+            raise NotFittedError("CoVisitationSource is not fitted; call fit() first")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for name in ("indptr_", "neighbors_", "weights_"):
+            np.save(d / f"{name.rstrip('_')}.npy", getattr(self, name), allow_pickle=False)
+        np.save(d / "video_ids.npy", self.catalog_.video_ids, allow_pickle=False)
+        meta = {"format": _FORMAT, "params": self.params(), "n_pairs": self.n_pairs_}
+        (d / "covisit.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    def load_state(
+        self, directory: str | Path, *, videos: pa.Table, history: History
+    ) -> CoVisitationSource:
+        """Read the neighbour lists written by :meth:`save` into this (configured) source;
+        :class:`DataError` if they are unreadable, inconsistent, or were fitted with other
+        parameters or another catalog. ``history`` is the state to serve from."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "covisit.json").read_text())
+            arrays = {n: np.load(d / f"{n}.npy", allow_pickle=False)
+                      for n in ("indptr", "neighbors", "weights", "video_ids")}  # fmt: skip
+        except (OSError, ValueError) as e:
+            raise DataError(f"{d}: cannot load the co-visitation lists ({e})") from e
+        if meta.get("format") != _FORMAT:
+            raise DataError(f"{d / 'covisit.json'}: format {meta.get('format')!r}; "
+                            f"expected {_FORMAT}")  # fmt: skip
+        if meta.get("params") != self.params():
+            raise DataError(f"{d / 'covisit.json'}: fitted with {meta.get('params')}; this "
+                            f"configuration is {self.params()}")  # fmt: skip
+        catalog = Catalog.from_videos(videos)
+        indptr, nb, wt = arrays["indptr"], arrays["neighbors"], arrays["weights"]
+        n = len(catalog)
+        if (
+            not np.array_equal(arrays["video_ids"], catalog.video_ids)
+            or indptr.shape != (n + 1,)
+            or int(indptr[-1]) != len(nb)
+            or len(wt) != len(nb)
+            or bool(np.any(np.diff(indptr) < 0))
+            or (len(nb) and (int(nb.min()) < 0 or int(nb.max()) >= n))
+        ):
+            raise DataError(f"{d}: neighbour lists do not match the bundle's video catalog")
+        self.catalog_, self.indptr_ = catalog, indptr.astype(np.int64)
+        self.neighbors_, self.weights_ = nb.astype(np.int32), wt.astype(np.float32)
+        self.n_pairs_ = int(meta.get("n_pairs", len(nb)))
+        self.history_ = history
         self.unknown_history_ids_ = 0
         return self
 

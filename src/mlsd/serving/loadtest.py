@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,42 +193,102 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Start ``mlsd serve`` on loopback, warm it up, drive the measured open-loop run, stop it;
     return the results (latency percentiles in ms from the due time, throughput, errors)."""
-    if rate <= 0 or duration_s <= 0 or warmup_s < 0:
-        raise ConfigError("rate and duration must be positive and warmup non-negative")
+    return run_sweep(
+        model_dir,
+        rates=[rate],
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        k=k,
+        workers=workers,
+        model_threads=model_threads,
+        data=data,
+        seed=seed,
+        timeout_s=timeout_s,
+        log=log,
+    )[0]
+
+
+def run_sweep(
+    model_dir: str | Path,
+    *,
+    rates: Sequence[float],
+    duration_s: float = 60.0,
+    warmup_s: float = 5.0,
+    k: int = 20,
+    workers: int = 1,
+    model_threads: int | None = None,
+    data: str | Path | None = None,
+    seed: int = 0,
+    timeout_s: float = 5.0,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[dict[str, Any]]:
+    """:func:`run_benchmark` at each of ``rates`` in turn against one server process (a
+    ``large`` bundle loads for minutes): the latency-throughput curve. Each rate gets its own
+    warm-up and measured run, users drawn afresh; one result per rate, in order."""
+    if not rates or any(r <= 0 for r in rates) or duration_s <= 0 or warmup_s < 0:
+        raise ConfigError("rates and duration must be positive and warmup non-negative")
     manifest = read_manifest(model_dir)
     bundled = Path(model_dir) / "artifacts" / "data" / "events.parquet"
     if data is None and bundled.is_file():  # a Recommender bundle carries its training log
         data = bundled
     mix = user_mix(data=data, n_users=_n_users_from_manifest(manifest))
     rng = np.random.default_rng(seed)
-    n_warm, n = int(rate * warmup_s), int(rate * duration_s)
-    _, warm_users = mix.sample(n_warm, rng)
-    cls, users = mix.sample(n, rng)
-
+    out = []
     # a `large` bundle loads for minutes (1M-video indexes, online features): wait for it
     with ServerProcess(
         model_dir, workers=workers, model_threads=model_threads, ready_timeout_s=900.0
     ) as server:
         log(f"server ready on {server.url} (pid {server.proc.pid if server.proc else '?'})")
-        host, port = server.host, server.port
-        if n_warm:
-            log(f"warm-up: {warmup_s:g} s at {rate:g} rps")
-            run_loop(
-                drive(
-                    host,
-                    port,
-                    recommendation_requests(host, port, warm_users, k),
-                    rate=rate,
-                    timeout_s=timeout_s,
-                )
+        for rate in rates:
+            res = _measure(server, mix, rng, rate, duration_s, warmup_s, k, timeout_s, log)
+            res["load"].update(workers=workers, model_threads=model_threads)
+            out.append({"model": _model_info(model_dir, manifest), **res})
+    return out
+
+
+def _model_info(model_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "dir": str(model_dir),
+        "kind": manifest["kind"],
+        "version": manifest["model_version"],
+        "code_version": manifest["code_version"],
+        "data_fingerprint": manifest["data_fingerprint"],
+    }
+
+
+def _measure(
+    server: ServerProcess,
+    mix: UserMix,
+    rng: np.random.Generator,
+    rate: float,
+    duration_s: float,
+    warmup_s: float,
+    k: int,
+    timeout_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    n_warm, n = int(rate * warmup_s), int(rate * duration_s)
+    _, warm_users = mix.sample(n_warm, rng)
+    cls, users = mix.sample(n, rng)
+    host, port = server.host, server.port
+    if n_warm:
+        log(f"warm-up: {warmup_s:g} s at {rate:g} rps")
+        run_loop(
+            drive(
+                host,
+                port,
+                recommendation_requests(host, port, warm_users, k),
+                rate=rate,
+                timeout_s=timeout_s,
             )
-        reqs = recommendation_requests(host, port, users, k)
-        log(f"measuring: {duration_s:g} s at {rate:g} rps ({n:,} requests)")
-        pid = server.proc.pid if server.proc else 0
-        cpu0, gen0 = _cpu_seconds(pid), time.process_time()
-        run = run_loop(drive(host, port, reqs, rate=rate, timeout_s=timeout_s))
-        cpu1, gen1 = _cpu_seconds(pid), time.process_time()
-        server_log = server.log_tail(5)
+        )
+    reqs = recommendation_requests(host, port, users, k)
+    log(f"measuring: {duration_s:g} s at {rate:g} rps ({n:,} requests)")
+    pid = server.proc.pid if server.proc else 0
+    cpu0, gen0 = _cpu_seconds(pid), time.process_time()
+    run = run_loop(drive(host, port, reqs, rate=rate, timeout_s=timeout_s))
+    cpu1, gen1 = _cpu_seconds(pid), time.process_time()
+    server_log = server.log_tail(5)
 
     ok = run.status == 200
     n_errors = int(n - ok.sum())
@@ -249,20 +309,11 @@ def run_benchmark(
         and k >= GOAL["k"]
     )
     return {
-        "model": {
-            "dir": str(model_dir),
-            "kind": manifest["kind"],
-            "version": manifest["model_version"],
-            "code_version": manifest["code_version"],
-            "data_fingerprint": manifest["data_fingerprint"],
-        },
         "load": {
             "rate_rps": rate,
             "duration_s": duration_s,
             "warmup_s": warmup_s,
             "k": k,
-            "workers": workers,
-            "model_threads": model_threads,
             "endpoint": "POST /v1/recommendations",
             "users": {"source": mix.source, "shares": mix.shares},
             "open_loop": True,
