@@ -50,11 +50,13 @@ def _ms(x: float | None) -> str:
 
 
 def serving(d: dict[str, Any]) -> str:
-    """Every ``results/serving*.json`` run as a row (``d`` is ``serving.json``)."""
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("serving*.json"))]
+    """Every ``results/serving*.json`` run as a row, by model then rate (``d``: the newest)."""
+    runs = [json.loads(p.read_text()) for p in RESULTS.glob("serving*.json")]
+    runs.sort(key=lambda r: (r["model"]["version"], r["load"]["workers"], r["load"]["rate_rps"]))
     rows = [
-        "| model | load | achieved | errors | p50 | p95 | p99 | max | server CPU / wall | goal |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | load | achieved | errors | p50 | p95 | p99 | max | server CPU / wall | "
+        "measured | goal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         load, lat, m, g = r["load"], r["latency_ms"], r["model"], r["goal"]
@@ -69,8 +71,9 @@ def serving(d: dict[str, Any]) -> str:
             f"{load['duration_s']:g} s, k={load['k']}, {load['workers']} worker(s) | "
             f"{r['achieved_rps']:g} rps | {errors} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | "
             f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {cpu.get('server')} s / "
-            f"{cpu.get('wall')} s | {g['rate']:g} rps, 0 errors, p50 <= {g['max_p50_ms']:g} "
-            f"ms, p99 <= {g['max_p99_ms']:g} ms: {_met(r['meets_goal'])} |"
+            f"{cpu.get('wall')} s | {r['measured_at'][:10]} at {r['git_rev']} | "
+            f"{g['rate']:g} rps, 0 errors, p50 <= {g['max_p50_ms']:g} ms, p99 <= "
+            f"{g['max_p99_ms']:g} ms: {_met(r['meets_goal'])} |"
         )
     note = (
         "Open loop, latency from each request's due time (a request not answered within the "
@@ -78,6 +81,11 @@ def serving(d: dict[str, Any]) -> str:
         "light and new."
     )
     return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)
+
+
+def _newest_serving() -> dict[str, Any] | None:
+    runs = [json.loads(p.read_text()) for p in RESULTS.glob("serving*.json")]
+    return max(runs, key=lambda r: r["measured_at"]) if runs else None
 
 
 def _met(ok: bool) -> str:
@@ -199,9 +207,12 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 def render_all(readme: str) -> str:
     for name, fn in RENDERERS.items():
         path = RESULTS / f"{name}.json"
-        if not path.exists():
+        doc = json.loads(path.read_text()) if path.exists() else None
+        if name == "serving":  # one file per run: the newest names the machine
+            doc = _newest_serving()
+        if doc is None:
             continue
-        body = fn(json.loads(path.read_text()))
+        body = fn(doc)
         pat = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         readme = pat.sub(lambda m, b=body: f"{m.group(1)}\n{b}\n{m.group(2)}", readme)
     return readme

@@ -131,6 +131,19 @@ def test_slow_stage_degrades(rec: Recommender, monkeypatch: pytest.MonkeyPatch) 
     assert s.degraded and "budget" in (s.degraded_reason or "") and len(s.items) == 10
 
 
+def test_a_request_queued_past_its_budget_is_shed_to_the_fallback(rec: Recommender) -> None:
+    import time
+
+    u = int(rec.history_.users()[0])
+    waited = RequestCtx(rec.now_ms_, received_at=time.perf_counter() - 1.0)  # queued 1 s
+    s = rec.serve(u, 10, waited)
+    assert s.degraded and "overload" in (s.degraded_reason or "") and len(s.items) == 10
+    assert all(it.source == "popular" for it in s.items) and s.stage_ms["queue"] >= 1000
+    fresh = rec.serve(u, 10, RequestCtx(rec.now_ms_, received_at=time.perf_counter()))
+    assert not fresh.degraded and len(fresh.items) == 10
+    assert "retrieval" in fresh.stage_ms  # served in full, through every stage
+
+
 def test_new_watches_shift_recommendations_toward_their_topic(data: Dataset) -> None:
     rec = Recommender(CFG).fit(data)
     cat = _catalog(data)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from mlsd.concurrency import ReadWriteLock
 from mlsd.config import LabelConfig, StrictModel
 from mlsd.data.dataset import Dataset
 from mlsd.data.labels import positives as label_positives
@@ -244,7 +244,8 @@ class Recommender:
         self.users = users
         self.online_store = online_store
         self._say = progress or (lambda _m: None)
-        self._lock = threading.RLock()
+        # requests read concurrently (their heavy parts release the GIL); apply_events writes
+        self._lock = ReadWriteLock()
         self.version = "unfitted"
         self.stats = _Stats()
 
@@ -776,7 +777,7 @@ class Recommender:
         out_i = np.full((len(users), k), PAD, np.int64)
         out_s = np.full((len(users), k), np.nan, np.float32)
         n_cand = max(self.config.candidates, k)
-        with self._lock:
+        with self._lock.read():
             cold = self.history_.lengths(users) == 0
             for lo in range(0, len(users), 512):
                 ub = users[lo : lo + 512]
@@ -827,7 +828,7 @@ class Recommender:
     def serve(self, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
         """One request, through every stage; never raises for a valid request (degrades)."""
         self._check()
-        t_start = time.perf_counter()
+        t_start = time.perf_counter() if ctx.received_at is None else ctx.received_at
         budget = self.config.budget_ms
         stage: dict[str, float] = {}
         users = np.array([int(user_id)], np.int64)
@@ -838,11 +839,21 @@ class Recommender:
         def elapsed() -> float:
             return (time.perf_counter() - t_start) * 1000
 
-        with self._lock:
+        with self._lock.read():
             cold = bool(self.history_.lengths(users)[0] == 0)
+            queued = elapsed() if ctx.received_at is not None else 0.0
+            if queued > budget:  # overload: shed to the cheap order instead of queueing more
+                stage["queue"] = queued
+                return self._fallback(
+                    user_id, k, ctx, cold,
+                    f"waited {queued:.0f} ms before starting (budget {budget:g} ms): overload",
+                    stage, t_start,
+                )  # fmt: skip
             try:
                 cand = self._retrieve(users, n_cand)
-                stage["retrieval"] = elapsed()
+                stage["retrieval"] = elapsed() - queued
+                if queued >= 0.05:  # a measurable wait: reported as its own stage
+                    stage["queue"] = queued
             except Exception as e:  # any source failure: popular fallback
                 return self._fallback(
                     user_id, k, ctx, cold, f"retrieval failed: {type(e).__name__}", stage, t_start
@@ -859,7 +870,7 @@ class Recommender:
                         int(user_id), items, ctx.time_ms, ctx.device, ctx.surface
                     )
                     x = np.concatenate([feats, rfeat], axis=1)
-                    stage["features"] = elapsed() - stage["retrieval"]
+                    stage["features"] = elapsed() - queued - stage["retrieval"]
                 except Exception as e:
                     reason = f"feature store failed: {type(e).__name__}: {e}"[:200]
             proba: dict[str, np.ndarray] | None = None
@@ -868,7 +879,7 @@ class Recommender:
             if reason is None and x is not None:
                 try:
                     proba = self.ranker_.predict_proba(x)
-                    stage["ranking"] = elapsed() - sum(stage.values())
+                    stage["ranking"] = elapsed() - queued - stage["retrieval"] - stage["features"]
                 except Exception as e:
                     reason = f"ranker failed: {type(e).__name__}"
             if proba is not None:
@@ -987,7 +998,7 @@ class Recommender:
         if tt is None or idx < 0:
             raise KeyError(video_id)
         q = tt.video_embeddings_[idx : idx + 1]
-        with self._lock:
+        with self._lock.read():
             ids, scores = tt.index_.search(q, k + 1)
         out = [
             ServedItem(int(i), float(s), "two_tower")
@@ -1008,7 +1019,7 @@ class Recommender:
         self._check()
         if events.num_rows == 0:
             return
-        with self._lock:
+        with self._lock.write():
             self.online_.update_from_events(events)
             pos = label_positives(
                 events, self.dataset_.videos, self.config.label, include_likes=True

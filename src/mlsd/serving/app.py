@@ -297,9 +297,13 @@ def create_app(
         by a fallback and the response says ``degraded``. Unknown users get cold-start
         recommendations (``cold_start``).
         """
+        received = time.perf_counter()  # the budget includes waiting for a model thread
         m = holder.get()  # in-flight requests keep this model even if a reload swaps it
         ctx = RequestCtx(
-            time_ms=_ms(req.context.time), device=req.context.device, surface=req.context.surface
+            time_ms=_ms(req.context.time),
+            device=req.context.device,
+            surface=req.context.surface,
+            received_at=received,
         )
         served = await call_model(m.serve, req.user_id, req.k, ctx, explain=req.explain)
         for stage, ms in served.stage_ms.items():

@@ -42,9 +42,14 @@ class Served:
 
 @dataclass
 class RequestCtx:
+    """The request's context. ``received_at`` (``time.perf_counter()`` seconds) is when the
+    service received it: the model's time budget counts from there, so time spent queued
+    behind other requests counts too (None: from when the model starts on it)."""
+
     time_ms: int
     device: str | None = None
     surface: str | None = None
+    received_at: float | None = None
 
 
 class Servable(Protocol):
