@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
-from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app
+from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app, single_threaded_kernels
 from mlsd.serving.bundle import load_bundle, verify_bundle
 from mlsd.serving.eventlog import EventLog
 
@@ -100,19 +100,6 @@ class _NoReloadAcrossWorkers:
             "only one of them; point --model at a symlink, retarget it and send SIGHUP to "
             f"the mlsd serve process (pid {os.getppid()}) to replace the workers one by one"
         )
-
-
-def single_threaded_kernels() -> None:
-    """One OpenMP/intra-op thread for FAISS and torch in this process. A request is one
-    query: its kernels are too small to split, and with several request threads the extra
-    OpenMP threads spin against each other (on a busy 2-core machine a flat search over 20k
-    items took ~11 ms a query with the default threads, ~1.5 ms with one). Parallelism comes
-    from request threads and worker processes instead."""
-    import faiss
-    import torch
-
-    faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
 
 
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
