@@ -191,21 +191,21 @@ class Timing:
 
 
 def single_threaded_kernels() -> None:
-    """One thread for FAISS, torch, BLAS and OpenMP kernels, in the calling thread (OpenMP's
-    thread count is per thread: the service calls this in each model thread too).
+    """One thread for FAISS, torch and OpenMP kernels (LightGBM's too) in the calling thread:
+    OpenMP's thread count is per thread, so the service calls this in each model thread.
 
     A request is one query: its kernels are too small to split, and parallelism comes from
-    request threads and worker processes instead. Extra OpenMP/BLAS threads only spin: on the
-    small demo bundle they took ~12 of ~28 ms of server CPU per request, and on a busy 2-core
-    machine a flat search over 20k items took ~11 ms a query with the default threads, ~1.5 ms
-    with one."""
+    request threads and worker processes instead. Extra OpenMP threads only spin: on the small
+    demo bundle they took ~12 of ~28 ms of server CPU per request, and on a busy 2-core machine
+    a flat search over 20k items took ~11 ms a query with the default threads, ~1.5 ms with
+    one. (BLAS is left alone: its limit is process-wide.)"""
     import faiss
     import torch
     from threadpoolctl import threadpool_limits
 
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
-    threadpool_limits(1)  # BLAS (process-wide) and OpenMP (this thread)
+    threadpool_limits(1, user_api="openmp")  # this thread (OpenMP counts are per thread)
 
 
 def create_app(
