@@ -139,6 +139,10 @@ def test_a_request_queued_past_its_budget_is_shed_to_the_fallback(rec: Recommend
     s = rec.serve(u, 10, waited)
     assert s.degraded and "overload" in (s.degraded_reason or "") and len(s.items) == 10
     assert all(it.source == "popular" for it in s.items) and s.stage_ms["queue"] >= 1000
+    # a wait within the queue budget is served in full
+    within = rec.config.queue_budget_ms / 2000
+    s = rec.serve(u, 10, RequestCtx(rec.now_ms_, received_at=time.perf_counter() - within))
+    assert "overload" not in (s.degraded_reason or "") and "queue" in s.stage_ms
     fresh = rec.serve(u, 10, RequestCtx(rec.now_ms_, received_at=time.perf_counter()))
     assert not fresh.degraded and len(fresh.items) == 10
     assert "retrieval" in fresh.stage_ms  # served in full, through every stage

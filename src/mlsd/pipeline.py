@@ -95,8 +95,12 @@ class PipelineConfig(StrictModel):
     - ``rerank``: the served rule chain; ``offline_rerank``: the chain used by
       :meth:`Recommender.recommend` for offline evaluation (exploration and diversity off by
       default: their value is measured online, and random slots would only add noise here);
-    - ``budget_ms``: total time budget of one request; past it the remaining stages are
-      skipped and the best order so far is served, marked degraded.
+    - ``budget_ms``: total time budget of one request, from when the service received it;
+      past it the remaining stages are skipped and the best order so far is served, marked
+      degraded;
+    - ``queue_budget_ms``: a request that waited longer than this for a model thread
+      (overload) is answered at once with the popular fallback, marked degraded: the wait
+      would leave too little of ``budget_ms`` for the stages, whose work would be wasted.
     """
 
     candidates: int = Field(default=500, ge=1)
@@ -116,6 +120,7 @@ class PipelineConfig(StrictModel):
         diversity=DiversityConfig(enabled=False), exploration=ExplorationConfig(enabled=False)
     )
     budget_ms: float = Field(default=80.0, gt=0)
+    queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()
     seed: int = 0
 
@@ -842,11 +847,13 @@ class Recommender:
         with self._lock.read():
             cold = bool(self.history_.lengths(users)[0] == 0)
             queued = elapsed() if ctx.received_at is not None else 0.0
-            if queued > budget:  # overload: shed to the cheap order instead of queueing more
+            wait_budget = min(self.config.queue_budget_ms, budget)
+            if queued > wait_budget:  # overload: shed to the cheap order, not more queueing
                 stage["queue"] = queued
                 return self._fallback(
                     user_id, k, ctx, cold,
-                    f"waited {queued:.0f} ms before starting (budget {budget:g} ms): overload",
+                    f"waited {queued:.0f} ms before starting (queue budget {wait_budget:g} "
+                    "ms): overload",
                     stage, t_start,
                 )  # fmt: skip
             try:
