@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
-from mlsd.serving.loadtest import run_benchmark, run_sweep
+from mlsd.serving.loadtest import run_sweep
 
 
 def main() -> None:
@@ -45,29 +45,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="serving", help="results/<name>.json")
     a = ap.parse_args()
-    if a.rates:
-        rates = [float(r) for r in a.rates.split(",") if r.strip()]
-        runs = run_sweep(
-            a.model,
-            rates=rates,
-            duration_s=a.duration,
-            warmup_s=a.warmup,
-            k=a.k,
-            workers=a.workers,
-            model_threads=a.threads,
-            data=a.data,
-            seed=a.seed,
-            log=lambda m: print(m, file=sys.stderr),
-        )
-        for rate, res in zip(rates, runs, strict=True):
-            path = write_result(f"{a.name}_{rate:g}rps", res)
-            print(json.dumps({k: res[k] for k in ("requests", "errors", "achieved_rps",
-                                                  "latency_ms")}))  # fmt: skip
-            print(f"{rate:g} rps: goal {'met' if res['meets_goal'] else 'missed'}; wrote {path}")
-        return
-    res = run_benchmark(
+    sweep = bool(a.rates)
+    rates = [float(r) for r in a.rates.split(",") if r.strip()] if sweep else [a.rate]
+    runs = run_sweep(
         a.model,
-        rate=a.rate,
+        rates=rates,
         duration_s=a.duration,
         warmup_s=a.warmup,
         k=a.k,
@@ -77,9 +59,11 @@ def main() -> None:
         seed=a.seed,
         log=lambda m: print(m, file=sys.stderr),
     )
-    path = write_result(a.name, res)
-    print(json.dumps({k: res[k] for k in ("requests", "errors", "achieved_rps", "latency_ms")}))
-    print(f"goal {'met' if res['meets_goal'] else 'missed'}; wrote {path}")
+    for rate, res in zip(rates, runs, strict=True):
+        path = write_result(f"{a.name}_{rate:g}rps" if sweep else a.name, res)
+        print(json.dumps({k: res[k] for k in ("requests", "errors", "achieved_rps",
+                                              "latency_ms")}))  # fmt: skip
+        print(f"{rate:g} rps: goal {'met' if res['meets_goal'] else 'missed'}; wrote {path}")
 
 
 if __name__ == "__main__":

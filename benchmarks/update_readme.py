@@ -51,8 +51,10 @@ def _ms(x: float | None) -> str:
 
 def serving(d: dict[str, Any]) -> str:
     """Every ``results/serving*.json`` run as a row, by model then rate (``d``: the newest)."""
-    runs = [json.loads(p.read_text()) for p in RESULTS.glob("serving*.json")]
-    runs.sort(key=lambda r: (r["model"]["version"], r["load"]["workers"], r["load"]["rate_rps"]))
+    runs = sorted(
+        _serving_runs(),
+        key=lambda r: (r["model"]["version"], r["load"]["workers"], r["load"]["rate_rps"]),
+    )
     rows = [
         "| model | load | achieved | errors | degraded | p50 | p95 | p99 | max | "
         "server CPU / wall | measured | goal |",
@@ -85,8 +87,13 @@ def serving(d: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)
 
 
+def _serving_runs() -> list[dict[str, Any]]:
+    """Every ``results/serving*.json`` (one file per measured run)."""
+    return [json.loads(p.read_text()) for p in RESULTS.glob("serving*.json")]
+
+
 def _newest_serving() -> dict[str, Any] | None:
-    runs = [json.loads(p.read_text()) for p in RESULTS.glob("serving*.json")]
+    runs = _serving_runs()
     return max(runs, key=lambda r: r["measured_at"]) if runs else None
 
 

@@ -5,24 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlsd.features._asof import stable_order
+from mlsd.features._asof import sorted_by_key
 
 
 @pytest.mark.parametrize("top", [0, 5, 70_000, 2**40, 2**61])
-def test_stable_order_matches_numpy_stable_argsort(top: int) -> None:
+def test_sorted_by_key_matches_numpy_stable_argsort(top: int) -> None:
     # top 2**40 and 2**61 do not fit beside a 12-bit index: they take the radix path
     rng = np.random.default_rng(top % 1000)
     codes = rng.integers(0, top + 1, size=3_000, dtype=np.int64)
     codes[:50] = top  # many ties, whose input order must survive
-    got = stable_order(codes)
+    got, keys = sorted_by_key(codes)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, np.argsort(codes, kind="stable"))
+    np.testing.assert_array_equal(keys, codes[got])
 
 
-def test_stable_order_of_nothing_and_of_narrow_ints() -> None:
-    assert len(stable_order(np.zeros(0, dtype=np.int64))) == 0
+def test_sorted_by_key_of_nothing_and_of_narrow_ints() -> None:
+    assert len(sorted_by_key(np.zeros(0, dtype=np.int64))[0]) == 0
     codes = np.array([3, 1, 3, 0, 1], dtype=np.int32)  # not int64: must not overflow the shift
-    np.testing.assert_array_equal(stable_order(codes), [3, 1, 4, 0, 2])
+    np.testing.assert_array_equal(sorted_by_key(codes)[0], [3, 1, 4, 0, 2])
 
 
 @pytest.mark.parametrize("scale", [1, 2**40])  # a lookup table, then a binary search

@@ -26,7 +26,6 @@ __all__ = [
     "factorized_keys",
     "nonnegative_keys",
     "sorted_by_key",
-    "stable_order",
 ]
 
 #: The as-of condition. ``"left"`` counts events with ``ts < t`` (strictly before the probe):
@@ -69,11 +68,6 @@ def sorted_by_key(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shift += 16
         if (top >> shift) == 0:
             return order, np.asarray(codes[order], dtype=np.int64)
-
-
-def stable_order(codes: np.ndarray) -> np.ndarray:
-    """Stable argsort of non-negative integer ``codes`` (see :func:`sorted_by_key`)."""
-    return sorted_by_key(codes)[0]
 
 
 def _key_ranks(ukeys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -268,22 +268,21 @@ class MemoryStore(_LayoutsMixin):
         rows = self._rows[entity]
         n = self._n[entity]
         hk = self._hashable(entity, k)
-        fresh: dict[object, None] | None = dict.fromkeys(hk) if not rows else None
-        if fresh is not None and len(fresh) == len(hk):
-            # the first write (materialize): every key new and distinct, rows in order
-            rows.update(zip(hk, range(n, n + len(hk)), strict=True))
-            idx = np.arange(n, n + len(hk), dtype=np.int64)
-            n += len(hk)
-            miss = idx[:0]
-        else:
+        if rows:
             idx = np.fromiter((rows.get(key, -1) for key in hk), np.int64, count=len(hk))
             miss = np.flatnonzero(idx < 0)
+        else:  # the first write (materialize): every key is new, no lookups needed
+            idx = np.full(len(hk), -1, np.int64)
+            miss = np.arange(len(hk))
         if len(miss):
-            new_keys = [hk[i] for i in miss.tolist()]
+            new_keys = hk if len(miss) == len(hk) else [hk[i] for i in miss.tolist()]
             fresh = dict.fromkeys(new_keys)  # distinct new keys in first-seen order
             rows.update(zip(fresh, range(n, n + len(fresh)), strict=True))
+            if len(fresh) == len(new_keys):  # no repeats: rows are handed out in order
+                idx[miss] = np.arange(n, n + len(fresh))
+            else:
+                idx[miss] = np.fromiter((rows[key] for key in new_keys), np.int64, len(new_keys))
             n += len(fresh)
-            idx[miss] = np.fromiter((rows[key] for key in new_keys), np.int64, len(new_keys))
         self._update_dense(entity, k, idx)
         buf = self._values[entity]
         if n > len(buf):
