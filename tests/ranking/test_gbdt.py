@@ -79,3 +79,45 @@ def test_platt_recovers_a_known_scale() -> None:
     cal = PlattCalibrator().fit(m, y)
     assert cal.a_ == pytest.approx(0.5, abs=0.05)
     assert cal.b_ == pytest.approx(-1.0, abs=0.05)
+
+
+def test_compiled_ranker_predicts_what_lightgbm_does(fitted: GBDTRanker, tmp_path: Path) -> None:
+    fitted.save(tmp_path)
+    r = GBDTRanker.load(tmp_path)
+    xt, _ = _data(500, 5)
+    xt[::7, 1] = np.nan  # missing values take the learned default branch in both
+    want = r.predict_proba(xt)
+    assert r.compile() is True
+    assert set(r.compiled_) == {"watch", "like"}
+    got = r.predict_proba(xt)
+    for obj in want:
+        np.testing.assert_allclose(got[obj], want[obj], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r.score(xt), fitted.score(xt), rtol=0, atol=1e-12)
+
+
+def test_a_compiler_that_misreads_the_model_is_not_used(
+    fitted: GBDTRanker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lleaves
+
+    fitted.save(tmp_path)
+    r = GBDTRanker.load(tmp_path)
+    real = lleaves.Model.predict
+    monkeypatch.setattr(lleaves.Model, "predict", lambda self, x, n_jobs=None: real(self, x) + 0.1)
+    assert r.compile() is False
+    assert getattr(r, "compiled_", None) is None  # LightGBM still predicts
+    xt, _ = _data(50, 6)
+    np.testing.assert_allclose(r.score(xt), fitted.score(xt), rtol=1e-6)
+
+
+def test_compile_without_lleaves_keeps_lightgbm(
+    fitted: GBDTRanker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    fitted.save(tmp_path)
+    r = GBDTRanker.load(tmp_path)
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # import fails
+    assert r.compile() is False
+    xt, _ = _data(50, 7)
+    np.testing.assert_allclose(r.score(xt), fitted.score(xt), rtol=1e-6)

@@ -108,7 +108,10 @@ def test_real_recommender_bundle_is_served(real_bundle: Path, tmp_path: Path) ->
         assert sim.status_code == 200 and sim.json()["items"], sim.text
         r = c.post("/admin/reload", json={"model_dir": str(real_bundle)})
         assert r.status_code == 200, r.text
-        assert "mlsd_request_latency_seconds" in c.get("/metrics").text
+        metrics = c.get("/metrics").text
+        assert "mlsd_request_latency_seconds" in metrics
+        # the reloaded model's ranker was compiled as well (mlsd.serving.server.prepare)
+        assert "mlsd_ranker_compiled 1.0" in metrics
 
 
 @pytest.mark.server

@@ -6,11 +6,19 @@ watch, the primary; like, secondary) and ranks by a weighted sum of their probab
 owners can trade watch time against explicit feedback without retraining.
 
 Models are saved in LightGBM's text format plus a JSON sidecar (no pickle: safe to load).
+
+Serving compiles the boosters to native code with lleaves (LLVM; Boehm, "lleaves: a compiler
+for LightGBM", 2021): on the 500-row batches of one request it predicts the same margins ~10x
+faster than LightGBM's interpreter (``large`` ranker: 0.46 against 5.3 ms for both objectives),
+because each tree becomes straight-line branches instead of a walk over node arrays. The
+compiled code is built from the saved text at load time, never read from a file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +28,12 @@ import numpy as np
 
 from mlsd.errors import ConfigError, DataError
 from mlsd.ranking.calibration import PlattCalibrator, expected_calibration_error
+
+log = logging.getLogger(__name__)
+
+# compiled margins may differ from LightGBM's in the last bits (the order in which leaf values
+# are summed); anything larger means the compiler misread the model
+_COMPILE_TOLERANCE = 1e-9
 
 
 @runtime_checkable
@@ -167,12 +181,80 @@ class GBDTRanker:
 
     def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Calibrated probability per objective, each (n,)."""
+        compiled = getattr(self, "compiled_", None)
+        if compiled is not None:
+            x64 = np.ascontiguousarray(features, dtype=np.float64)
+            return {
+                obj: self.calibrators_[obj].predict(m.predict(x64, n_jobs=1))
+                for obj, m in compiled.items()
+            }
         x = np.asarray(features, dtype=np.float32)
         out = {}
         for obj, booster in self.boosters_.items():
             margin = np.asarray(booster.predict(x, raw_score=True, num_threads=1))
             out[obj] = self.calibrators_[obj].predict(margin)
         return out
+
+    def compile(self, probe: np.ndarray | None = None) -> bool:
+        """Compile every booster to native code (lleaves) for :meth:`predict_proba`.
+
+        Each compiled model is checked against LightGBM on ``probe`` rows (``(n, f)``; by
+        default 256 seeded rows drawn around each feature's split thresholds, a fifth missing)
+        and used only if every margin agrees to 1e-9. Returns True when compiled; False, with
+        a warning logged and LightGBM kept, when lleaves is not installed, compilation fails
+        or a margin disagrees. Takes ~0.1 s per tree (~20 s for the ``large`` ranker's 139).
+        """
+        if not getattr(self, "boosters_", None):
+            raise ConfigError("GBDTRanker is not fitted; call fit() or load() first")
+        try:
+            import lleaves  # type: ignore[import-untyped]
+        except ImportError as e:
+            log.warning("ranker not compiled (lleaves unavailable: %s); LightGBM predicts", e)
+            return False
+        x = self._probe_rows() if probe is None else np.asarray(probe, np.float64)
+        compiled: dict[str, Any] = {}
+        try:
+            with tempfile.TemporaryDirectory(prefix="mlsd-ranker-") as tmp:
+                for obj, b in self.boosters_.items():
+                    path = Path(tmp) / f"{obj}.txt"
+                    b.save_model(str(path))
+                    m = lleaves.Model(model_file=str(path))
+                    m.compile(raw_score=True)
+                    want = np.asarray(b.predict(x, raw_score=True, num_threads=1))
+                    got = m.predict(np.ascontiguousarray(x), n_jobs=1)
+                    err = float(np.max(np.abs(want - got))) if len(x) else 0.0
+                    if not err <= _COMPILE_TOLERANCE:
+                        log.warning(
+                            "ranker not compiled: objective %r margins differ by %.3g from "
+                            "LightGBM's; LightGBM predicts", obj, err,
+                        )  # fmt: skip
+                        return False
+                    compiled[obj] = m
+        except Exception as e:  # llvmlite/lleaves failures must not stop a service from starting
+            log.warning("ranker not compiled (%s: %s); LightGBM predicts", type(e).__name__, e)
+            return False
+        self.compiled_ = compiled
+        return True
+
+    def _probe_rows(self, n: int = 256) -> np.ndarray:
+        """Rows around the models' split thresholds (both sides of each) with 20% missing."""
+        rng = np.random.default_rng(0)
+        f = len(self.feature_names_)
+        thresholds: list[list[float]] = [[] for _ in range(f)]
+        for b in self.boosters_.values():
+            col = {name: j for j, name in enumerate(b.feature_name())}
+            df = b.trees_to_dataframe()
+            split = df[df["split_feature"].notna()]
+            for name, t in zip(split["split_feature"], split["threshold"], strict=True):
+                if isinstance(t, float | int) and np.isfinite(t) and col.get(name, f) < f:
+                    thresholds[col[name]].append(float(t))
+        x = rng.normal(size=(n, f))
+        for j, ts in enumerate(thresholds):
+            if ts:
+                pick = np.asarray(ts)[rng.integers(0, len(ts), n)]
+                x[:, j] = pick + rng.choice([-1e-6, 1e-6, 0.0, 1.0, -1.0], n)
+        x[rng.random((n, f)) < 0.2] = np.nan
+        return x
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Weighted sum of calibrated objective probabilities, (n,)."""

@@ -72,6 +72,10 @@ _METRICS_EXAMPLE = (
 )
 
 
+def _ranker_compiled(model: Any) -> int:
+    return int(bool(getattr(getattr(model, "ranker_", None), "compiled_", None)))
+
+
 def _ms(t: datetime | None) -> int:
     if t is None:
         return int(time.time() * 1000)
@@ -243,6 +247,7 @@ def create_app(
 
     metrics = ServingMetrics()
     metrics.model_info.labels(model.version).set(1)
+    metrics.ranker_compiled.set(_ranker_compiled(model))
     app = FastAPI(
         title="mlsd video recommendation service",
         version="1",
@@ -479,6 +484,7 @@ def create_app(
         metrics.reloads.labels("ok").inc()
         metrics.model_info.labels(old.version).set(0)
         metrics.model_info.labels(new.version).set(1)
+        metrics.ranker_compiled.set(_ranker_compiled(new))
         return ReloadResponse(model_version=new.version, previous_version=old.version)
 
     return app

@@ -71,3 +71,8 @@ class ServingMetrics:
         self.model_info = Gauge(
             "mlsd_model_loaded", "1 for the serving model version.", ["version"], registry=r
         )
+        self.ranker_compiled = Gauge(
+            "mlsd_ranker_compiled",
+            "1 when the serving model's ranker runs as native code, 0 on LightGBM.",
+            registry=r,
+        )

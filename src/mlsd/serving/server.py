@@ -102,15 +102,24 @@ class _NoReloadAcrossWorkers:
         )
 
 
+def prepare(model: Any) -> Any:
+    """Serving-only preparation of a loaded model: its ranker compiled to native code (see
+    :meth:`mlsd.ranking.GBDTRanker.compile`; LightGBM is kept when that is not possible)."""
+    ranker = getattr(model, "ranker_", None)
+    if ranker is not None and hasattr(ranker, "compile"):
+        ranker.compile()
+    return model
+
+
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
     single_threaded_kernels()
     kwargs = load_kwargs(settings.online_store)
     if model is None:
-        model = load_bundle(settings.model_dir, **kwargs)
+        model = prepare(load_bundle(settings.model_dir, **kwargs))
 
     def reload(model_dir: str) -> Any:
-        return load_bundle(model_dir, **kwargs)
+        return prepare(load_bundle(model_dir, **kwargs))
 
     loader = reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
     log = EventLog(settings.event_log) if settings.event_log is not None else None
