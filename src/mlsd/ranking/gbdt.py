@@ -207,7 +207,7 @@ class GBDTRanker:
         if not getattr(self, "boosters_", None):
             raise ConfigError("GBDTRanker is not fitted; call fit() or load() first")
         try:
-            import lleaves  # type: ignore[import-untyped]
+            import lleaves
         except ImportError as e:
             log.warning("ranker not compiled (lleaves unavailable: %s); LightGBM predicts", e)
             return False
