@@ -5,6 +5,7 @@ bundle, and runs several workers."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 import time
 from pathlib import Path
 
@@ -129,3 +130,88 @@ def test_several_workers(stub_bundle: Path, server_env: dict[str, str], tmp_path
         r = c.post("/admin/reload", json={"model_dir": str(stub_bundle)})
         assert r.status_code == 409 and "SIGHUP" in r.text
     assert sorted(r["user_id"] for r in read_events(log)) == list(range(20))
+
+
+@pytest.mark.server
+def test_preforked_workers_restart_and_reload_on_sighup(
+    tmp_path: Path, stub_kind: str, server_env: dict[str, str]
+) -> None:
+    """Several workers are forked from one loaded model: a killed worker is forked again,
+    SIGHUP loads the bundle the --model symlink now names and replaces the workers, and a
+    bundle that does not load leaves them serving."""
+    import os
+    import signal
+
+    import psutil
+
+    from mlsd.serving.bundle import save_bundle
+    from tests.serving.stub_model import StubModel
+
+    def bundle(version: str) -> Path:
+        return save_bundle(
+            StubModel(version), tmp_path / version, config={"dim": 16},
+            data_fingerprint="sha256:" + "0" * 64, metrics={},
+        )  # fmt: skip
+
+    v1, v2 = bundle("stub-v1"), bundle("stub-v2")
+    current = tmp_path / "current"
+    current.symlink_to(v1)
+
+    def point_at(target: Path) -> None:
+        tmp = tmp_path / "current.tmp"
+        tmp.symlink_to(target)
+        os.replace(tmp, current)  # atomic retarget
+
+    def versions(c: httpx.Client, n: int = 20) -> set[str]:
+        out = set()
+        for _ in range(n):
+            # a new connection each time, retried once if reset: a worker that stops drops the
+            # connections still queued on its own socket (SO_REUSEPORT), as a crash would
+            for attempt in range(2):
+                try:
+                    r = c.post(
+                        "/v1/recommendations", json={"user_id": 1},
+                        headers={"Connection": "close"},
+                    )  # fmt: skip
+                    break
+                except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+                    if attempt:
+                        raise
+            assert r.status_code == 200, r.text
+            out.add(r.json()["model_version"])
+        return out
+
+    def wait_for(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.1)
+
+    server = ServerProcess(current, workers=2, env=server_env, log_path=tmp_path / "s.log")
+    with server as s, httpx.Client(base_url=s.url, timeout=10) as c:
+        assert s.proc is not None
+        sup = psutil.Process(s.proc.pid)
+        workers = sup.children()
+        assert len(workers) == 2
+        assert versions(c) == {"stub-v1"}
+        # a worker that dies is forked again; the other serves meanwhile
+        workers[0].kill()
+        wait_for(lambda: len(sup.children()) == 2 and workers[0].pid not in {
+            p.pid for p in sup.children()
+        })  # fmt: skip
+        assert versions(c) == {"stub-v1"}
+        # SIGHUP: the bundle --model names now is loaded and replaces every worker
+        point_at(v2)
+        os.kill(s.proc.pid, signal.SIGHUP)
+        wait_for(lambda: versions(c, 10) == {"stub-v2"})
+        wait_for(lambda: len(sup.children()) == 2)  # the last old worker reaped
+        # a bundle that does not load: the workers keep serving the old one
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        point_at(broken)
+        before = {p.pid for p in sup.children()}
+        os.kill(s.proc.pid, signal.SIGHUP)
+        time.sleep(2.0)
+        assert versions(c) == {"stub-v2"} and {p.pid for p in sup.children()} == before
+    assert server.proc is not None and server.proc.returncode == 0
+    assert "reload failed" in server.log_path.read_text()

@@ -5,10 +5,13 @@ uvicorn starts worker processes that each call :func:`app_from_env`, which reads
 settings from ``MLSD_*`` environment variables (uvicorn needs an import string and a factory
 to spawn workers).
 
+Several workers: where the platform can fork (Linux, macOS), the bundle is loaded once and the
+workers are forked from it, sharing its memory (:mod:`.prefork`); elsewhere uvicorn spawns
+workers that each load it.
+
 Hot reload with several workers: ``/admin/reload`` would only swap the model of the one worker
 that received the request, so it is refused; instead point ``--model`` at a symlink, retarget
-it, and send ``SIGHUP`` to the ``mlsd serve`` process. uvicorn then replaces the workers one at
-a time, each new one ready before an old one stops.
+it, and send ``SIGHUP`` to the ``mlsd serve`` process, which replaces the workers one at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from fastapi import FastAPI
 from mlsd.errors import ConfigError, MlsdError
 from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app, single_threaded_kernels
 from mlsd.serving.bundle import load_bundle, verify_bundle
+from mlsd.serving import prefork
 from mlsd.serving.eventlog import EventLog
 
 ENV_MODEL = "MLSD_MODEL_DIR"
@@ -170,6 +174,9 @@ def run(
             on_ready(f"model {model.version} from {settings.model_dir}")
         uvicorn.run(app, **common)
         return
+    if prefork.available():
+        _run_preforked(settings, common, on_ready)
+        return
     manifest = verify_bundle(settings.model_dir)
     if on_ready is not None:
         on_ready(
@@ -185,3 +192,38 @@ def run(
         if e.code not in (0, None):
             raise MlsdError(f"the service stopped with status {e.code}; see the log above") from e
         raise
+
+
+def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: Any) -> None:
+    """Load once, fork ``settings.workers`` uvicorn servers sharing one socket (see
+    :mod:`.prefork`); returns when they have all stopped."""
+    import uvicorn
+
+    single_threaded_kernels()
+    kwargs = load_kwargs(settings.online_store)
+
+    def load() -> Any:
+        return prepare(load_bundle(settings.model_dir, **kwargs))
+
+    def serve(model: Any, sock: Any) -> None:
+        app = build_app(settings, model=model)  # /admin/reload refused: several workers
+        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+
+    model = load()
+    try:
+        sock = prefork.bind(common["host"], common["port"], listen=not prefork.reuse_port())
+    except OSError as e:
+        raise MlsdError(f"cannot listen on {common['host']}:{common['port']}: {e}") from e
+    sup = prefork.Supervisor(load=load, serve=serve, sock=sock, workers=settings.workers)
+
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready(
+                f"model {model.version} from {settings.model_dir}, {settings.workers} workers "
+                "forked from one loaded copy"
+            )
+
+    code = sup.run(model, on_ready=ready)
+    sock.close()
+    if code:
+        raise MlsdError(f"the service stopped with status {code}; see the log above")
