@@ -5,8 +5,8 @@ bundle, and runs several workers."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx

@@ -120,7 +120,7 @@ class Supervisor:
         self.n = workers
         self.max_restarts = max_restarts
         self.stop_timeout_s = stop_timeout_s
-        self.children: dict[int, int] = {}  # pid -> slot
+        self.children: dict[int, int] = {}  # pid -> worker slot
         self.restarts: list[float] = []
         self._stop = False
         self._reload = False
@@ -173,9 +173,9 @@ class Supervisor:
             if pid == 0:
                 time.sleep(0.1)
                 continue
-            slot = self.children.pop(pid, None)
-            if slot is None or self._stop:
+            if pid not in self.children or self._stop:
                 continue
+            slot = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < 60] + [now]

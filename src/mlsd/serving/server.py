@@ -24,9 +24,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
+from mlsd.serving import prefork
 from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app, single_threaded_kernels
 from mlsd.serving.bundle import load_bundle, verify_bundle
-from mlsd.serving import prefork
 from mlsd.serving.eventlog import EventLog
 
 ENV_MODEL = "MLSD_MODEL_DIR"
