@@ -41,6 +41,12 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--threads", type=int, default=None, help="model threads per worker")
+    ap.add_argument(
+        "--no-candidate-cache",
+        dest="candidate_cache",
+        action="store_false",
+        help="serve without retrieving known users' candidates ahead (mlsd serve's option)",
+    )
     ap.add_argument("--data", type=Path, default=None, help="training data, for heavy/light users")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="serving", help="results/<name>.json")
@@ -55,6 +61,7 @@ def main() -> None:
         k=a.k,
         workers=a.workers,
         model_threads=a.threads,
+        candidate_cache=a.candidate_cache,
         data=a.data,
         seed=a.seed,
         log=lambda m: print(m, file=sys.stderr),

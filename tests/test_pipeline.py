@@ -148,8 +148,11 @@ def test_a_request_queued_past_its_budget_is_shed_to_the_fallback(rec: Recommend
     assert "retrieval" in fresh.stage_ms  # served in full, through every stage
 
 
-def test_new_watches_shift_recommendations_toward_their_topic(data: Dataset) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["online", "candidate-cache"])
+def test_new_watches_shift_recommendations_toward_their_topic(data: Dataset, cached: bool) -> None:
     rec = Recommender(CFG).fit(data)
+    if cached:  # the user's precomputed candidates must give way to their new history
+        rec.precompute_candidates()
     cat = _catalog(data)
     u = int(rec.history_.users()[3])
     before = rec.serve(u, 20, RequestCtx(rec.now_ms_))
@@ -184,6 +187,45 @@ def test_new_watches_shift_recommendations_toward_their_topic(data: Dataset) -> 
     topics_after = cat["topic"][np.searchsorted(cat["id"], [i.video_id for i in after.items])]
     assert (topics_after == target).sum() > (topics_before == target).sum()
     assert not {i.video_id for i in after.items} & set(vids.tolist())  # watched now
+    if cached:
+        assert rec.candidate_cache_ is not None
+        assert rec.candidate_cache_.hits == 1 and rec.candidate_cache_.misses == 1
+
+
+def test_the_candidate_cache_serves_what_retrieval_computes(rec: Recommender) -> None:
+    users = np.sort(rec.history_.users())
+    picks = users[np.linspace(0, len(users) - 1, 40).astype(int)]
+    ctx = RequestCtx(rec.now_ms_, device="mobile", surface="home")
+    online = [rec.serve(int(u), 20, ctx, explain=True) for u in picks]
+    try:
+        cache = rec.precompute_candidates(batch=7, threads=2)  # many batches, two threads
+        assert len(cache.users) == len(users) and cache.valid.all()
+        for u in picks[:10]:
+            want = rec._retrieve(np.array([u]), rec.config.candidates)
+            items, sources, feats = rec._candidates_of(int(u), rec.config.candidates)
+            np.testing.assert_array_equal(items, want.items[0])
+            np.testing.assert_array_equal(sources, want.sources[0])
+            # ranks exact; the similarity of a batched matmul may differ in the last bits
+            np.testing.assert_allclose(feats, want.features[0], rtol=0, atol=1e-6)  # NaN==NaN
+        cached = [rec.serve(int(u), 20, ctx, explain=True) for u in picks]
+        assert cache.hits == 10 + len(picks) and cache.misses == 0
+        for a, b in zip(online, cached, strict=True):
+            assert [i.video_id for i in a.items] == [i.video_id for i in b.items]
+            assert [i.source for i in a.items] == [i.source for i in b.items]
+            np.testing.assert_allclose(
+                [i.score for i in a.items], [i.score for i in b.items], rtol=1e-5
+            )
+            assert a.n_candidates == b.n_candidates and not b.degraded
+        # a request wider than the cache (k > candidates) takes the online path
+        wide = rec.serve(int(picks[0]), rec.config.candidates + 1, ctx)
+        assert cache.misses == 0 and wide.n_candidates == rec.config.candidates + 1
+        # unknown users are not cached: the online (cold-start) path
+        assert rec._candidates_of(-(2**62), rec.config.candidates)[0].shape == (
+            rec.config.candidates,
+        )
+        assert cache.misses == 1
+    finally:
+        rec.candidate_cache_ = None  # the other tests of this module exercise the online path
 
 
 def test_save_load_round_trip_gives_the_same_recommendations(

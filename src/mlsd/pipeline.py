@@ -33,6 +33,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,7 @@ from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.covisit import CoVisitationSource
+from mlsd.retrieval.cache import CandidateCache
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
 
@@ -251,6 +253,7 @@ class Recommender:
         self._say = progress or (lambda _m: None)
         # requests read concurrently (their heavy parts release the GIL); apply_events writes
         self._lock = ReadWriteLock()
+        self.candidate_cache_: CandidateCache | None = None  # see precompute_candidates
         self.version = "unfitted"
         self.stats = _Stats()
 
@@ -264,6 +267,7 @@ class Recommender:
         positives, a single user, or no labels after the internal cut."""
         cfg = self.config
         t_all = time.perf_counter()
+        self.candidate_cache_ = None  # computed from the previous fit
         ds = as_dataset(data, self.videos, self.users)
         ev = ds.events
         if ev.num_rows == 0:
@@ -857,7 +861,7 @@ class Recommender:
                     stage, t_start,
                 )  # fmt: skip
             try:
-                cand = self._retrieve(users, n_cand)
+                items, sources, rfeat = self._candidates_of(int(user_id), n_cand)
                 stage["retrieval"] = elapsed() - queued
                 if queued >= 0.05:  # a measurable wait: reported as its own stage
                     stage["queue"] = queued
@@ -865,7 +869,6 @@ class Recommender:
                 return self._fallback(
                     user_id, k, ctx, cold, f"retrieval failed: {type(e).__name__}", stage, t_start
                 )
-            items, sources, rfeat = cand.items[0], cand.sources[0], cand.features[0]
             if elapsed() > budget:
                 reason = f"retrieval took {elapsed():.0f} ms (budget {budget:g} ms)"
             x = None
@@ -921,6 +924,59 @@ class Recommender:
             stage_ms=stage,
             n_candidates=int((items != PAD).sum()),
         )
+
+    def _candidates_of(self, user_id: int, n_cand: int) -> tuple[np.ndarray, ...]:
+        """One user's merged candidates, sources and retrieval features: from the candidate
+        cache when the user is in it (see :meth:`precompute_candidates`), else retrieved now."""
+        cache = self.candidate_cache_
+        if cache is not None and cache.width == n_cand:
+            hit = cache.get(user_id)
+            if hit is not None:
+                pos, sources, rfeat = hit
+                items = np.where(pos >= 0, self.catalog_.item_ids[np.maximum(pos, 0)], PAD)
+                return items, sources, rfeat
+        cand = self._retrieve(np.array([user_id], np.int64), n_cand)
+        return cand.items[0], cand.sources[0], cand.features[0]
+
+    def precompute_candidates(
+        self,
+        *,
+        batch: int = 512,
+        threads: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CandidateCache:
+        """Retrieve every user with a history ahead, in batches, into a
+        :class:`~mlsd.retrieval.cache.CandidateCache` that :meth:`serve` then reads.
+
+        Exact, not an approximation: candidates depend only on the fitted sources and the
+        user's retrieval history, and :meth:`apply_events` invalidates a user whose history
+        changes (served by the online path after that). Costs 26 bytes per candidate with
+        eight sources (``config.candidates`` per user) and ~4 ms of CPU per user, spread over
+        ``threads`` (the batches' ANN searches and array work release the GIL).
+        ``progress(done, total)`` is called per batch.
+        """
+        self._check()
+        users = np.sort(self.history_.users())
+        n_rank = len(self.retrieval_feature_names_) - 2
+        cache = CandidateCache(users, self.config.candidates, n_rank)
+        batches = [users[lo : lo + batch] for lo in range(0, len(users), batch)]
+        done = 0
+
+        def one(ub: np.ndarray) -> int:
+            cand = self._retrieve(ub, self.config.candidates)
+            cache.put(ub, self.catalog_.index_of(cand.items), cand.sources, cand.features)
+            return len(ub)
+
+        with (
+            self._lock.read(),
+            ThreadPoolExecutor(max(threads, 1), thread_name_prefix="mlsd-precompute") as pool,
+        ):
+            for n in pool.map(one, batches):
+                done += n
+                if progress is not None:
+                    progress(done, len(users))
+        self.candidate_cache_ = cache
+        return cache
 
     def _served_items(
         self,
@@ -1027,6 +1083,8 @@ class Recommender:
         if events.num_rows == 0:
             return
         with self._lock.write():
+            if self.candidate_cache_ is not None:  # their candidates may change
+                self.candidate_cache_.invalidate(_ids(events, "user_id"))
             self.online_.update_from_events(events)
             pos = label_positives(
                 events, self.dataset_.videos, self.config.label, include_likes=True

@@ -163,10 +163,14 @@ class ALSSource:
         k = check_k(k)
         users = as_user_ids(user_ids)
         q = self.user_factors(users)
+        no_hist = ~np.any(q != 0, axis=1)
+        if no_hist.all():  # new users only (a cold-start request): nothing to search for
+            return np.full((len(users), k), PAD, np.int64), np.full(
+                (len(users), k), -np.inf, np.float32
+            )
         seen = self.history_.recent(users)[0] if self.exclude_seen else None
         extra = 0 if seen is None else seen.shape[1]
         ids, scores = self.index_.search(q, min(k + extra, len(self.catalog_)))
-        no_hist = ~np.any(q != 0, axis=1)
         ids[no_hist] = PAD
         scores[no_hist] = -np.inf
         return exclude_and_take(ids, scores, seen, k)

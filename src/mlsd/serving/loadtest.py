@@ -188,6 +188,7 @@ def run_benchmark(
     k: int = 20,
     workers: int = 1,
     model_threads: int | None = None,
+    candidate_cache: bool = True,
     data: str | Path | None = None,
     seed: int = 0,
     timeout_s: float = 5.0,
@@ -203,6 +204,7 @@ def run_benchmark(
         k=k,
         workers=workers,
         model_threads=model_threads,
+        candidate_cache=candidate_cache,
         data=data,
         seed=seed,
         timeout_s=timeout_s,
@@ -219,6 +221,7 @@ def run_sweep(
     k: int = 20,
     workers: int = 1,
     model_threads: int | None = None,
+    candidate_cache: bool = True,
     data: str | Path | None = None,
     seed: int = 0,
     timeout_s: float = 5.0,
@@ -236,14 +239,21 @@ def run_sweep(
     mix = user_mix(data=data, n_users=_n_users_from_manifest(manifest))
     rng = np.random.default_rng(seed)
     out = []
-    # a `large` bundle loads for minutes (1M-video indexes, online features): wait for it
+    # a `large` bundle loads for minutes (1M-video indexes, online features, then the
+    # candidates of 200k users retrieved ahead): wait for it
     with ServerProcess(
-        model_dir, workers=workers, model_threads=model_threads, ready_timeout_s=900.0
+        model_dir,
+        workers=workers,
+        model_threads=model_threads,
+        candidate_cache=candidate_cache,
+        ready_timeout_s=1800.0,
     ) as server:
         log(f"server ready on {server.url} (pid {server.proc.pid if server.proc else '?'})")
         for rate in rates:
             res = _measure(server, mix, rng, rate, duration_s, warmup_s, k, timeout_s, log)
-            res["load"].update(workers=workers, model_threads=model_threads)
+            res["load"].update(
+                workers=workers, model_threads=model_threads, candidate_cache=candidate_cache
+            )
             out.append({"model": _model_info(model_dir, manifest), **res})
     return out
 

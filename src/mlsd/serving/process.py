@@ -53,6 +53,7 @@ class ServerProcess:
         api_key: str | None = None,
         event_log: str | Path | None = None,
         online_store: str = "memory",
+        candidate_cache: bool = True,
         env: dict[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         log_path: str | Path | None = None,
@@ -67,6 +68,8 @@ class ServerProcess:
             cmd += ["--threads", str(model_threads)]
         if event_log is not None:
             cmd += ["--event-log", str(event_log)]
+        if not candidate_cache:
+            cmd += ["--no-candidate-cache"]
         self.cmd = cmd
         self.env = {**os.environ, **(env or {})}
         self.env.pop("MLSD_API_KEY", None)

@@ -17,6 +17,8 @@ it, and send ``SIGHUP`` to the ``mlsd serve`` process, which replaces the worker
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ ENV_API_KEY = "MLSD_API_KEY"
 ENV_EVENT_LOG = "MLSD_EVENT_LOG"
 ENV_WORKERS = "MLSD_WORKERS"
 ENV_THREADS = "MLSD_MODEL_THREADS"
+ENV_CACHE = "MLSD_CANDIDATE_CACHE"
+PRECOMPUTE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ServeSettings:
     event_log: Path | None = None
     workers: int = 1
     model_threads: int = DEFAULT_MODEL_THREADS
+    candidate_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -62,6 +67,7 @@ class ServeSettings:
             ENV_STORE: self.online_store,
             ENV_WORKERS: str(self.workers),
             ENV_THREADS: str(self.model_threads),
+            ENV_CACHE: "1" if self.candidate_cache else "0",
         }
         if self.api_key is not None:
             env[ENV_API_KEY] = self.api_key
@@ -82,6 +88,7 @@ class ServeSettings:
             event_log=Path(log) if log else None,
             workers=int(os.environ.get(ENV_WORKERS, "1")),
             model_threads=int(os.environ.get(ENV_THREADS, str(DEFAULT_MODEL_THREADS))),
+            candidate_cache=os.environ.get(ENV_CACHE, "1") != "0",
         )
 
 
@@ -106,13 +113,32 @@ class _NoReloadAcrossWorkers:
         )
 
 
-def prepare(model: Any) -> Any:
+def prepare(model: Any, *, candidate_cache: bool = True) -> Any:
     """Serving-only preparation of a loaded model: its ranker compiled to native code (see
-    :meth:`mlsd.ranking.GBDTRanker.compile`; LightGBM is kept when that is not possible)."""
+    :meth:`mlsd.ranking.GBDTRanker.compile`; LightGBM is kept when that is not possible) and,
+    with ``candidate_cache``, every known user's candidates retrieved ahead (see
+    :meth:`mlsd.pipeline.Recommender.precompute_candidates`). Reports each step on stderr."""
     ranker = getattr(model, "ranker_", None)
     if ranker is not None and hasattr(ranker, "compile"):
-        ranker.compile()
+        t0 = time.perf_counter()
+        ok = ranker.compile()
+        _say(f"ranker {'compiled' if ok else 'NOT compiled'} in {time.perf_counter() - t0:.1f} s")
+    if candidate_cache and hasattr(model, "precompute_candidates"):
+        t0 = time.perf_counter()
+        cache = model.precompute_candidates(threads=PRECOMPUTE_THREADS)
+        _say(
+            f"candidates of {len(cache.users):,} users retrieved ahead in "
+            f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
+        )
     return model
+
+
+def _say(message: str) -> None:
+    print(f"mlsd serve: {message}", file=sys.stderr, flush=True)
+
+
+def _prep(settings: ServeSettings) -> dict[str, Any]:
+    return {"candidate_cache": settings.candidate_cache}
 
 
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
@@ -120,10 +146,10 @@ def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
     single_threaded_kernels()
     kwargs = load_kwargs(settings.online_store)
     if model is None:
-        model = prepare(load_bundle(settings.model_dir, **kwargs))
+        model = prepare(load_bundle(settings.model_dir, **kwargs), **_prep(settings))
 
     def reload(model_dir: str) -> Any:
-        return prepare(load_bundle(model_dir, **kwargs))
+        return prepare(load_bundle(model_dir, **kwargs), **_prep(settings))
 
     loader = reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
     log = EventLog(settings.event_log) if settings.event_log is not None else None
@@ -203,7 +229,7 @@ def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: An
     kwargs = load_kwargs(settings.online_store)
 
     def load() -> Any:
-        return prepare(load_bundle(settings.model_dir, **kwargs))
+        return prepare(load_bundle(settings.model_dir, **kwargs), **_prep(settings))
 
     def serve(model: Any, sock: Any) -> None:
         app = build_app(settings, model=model)  # /admin/reload refused: several workers
