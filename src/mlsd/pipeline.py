@@ -60,8 +60,8 @@ from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
 from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
-from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.cache import CandidateCache
+from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
 
