@@ -311,3 +311,25 @@ def test_retrieval_features_match_a_brute_force_reference() -> None:
                 hits += len(where) > 0
             assert got[i, a, -1] == hits
             assert np.isnan(got[i, a, -2])
+
+
+def test_users_without_history_reuse_memoised_source_lists(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new = np.array([10**12 + 7], np.int64)
+    k = rec.config.candidates
+    memo = rec._retrieve(new, k)
+    assert k in rec._cold_memo
+    # the same request with every source asked afresh
+    monkeypatch.setattr(rec, "_cold_lists", lambda k: None)
+    fresh = rec._retrieve(new, k)
+    np.testing.assert_array_equal(memo.items, fresh.items)
+    np.testing.assert_array_equal(memo.sources, fresh.sources)
+    np.testing.assert_array_equal(memo.features, fresh.features)
+
+    # a user with a history never reads the memo
+    def boom(k: int) -> None:
+        raise AssertionError("memo read for a user with history")
+
+    monkeypatch.setattr(rec, "_cold_lists", boom)
+    rec._retrieve(rec.history_.users()[:1], k)

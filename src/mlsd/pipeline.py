@@ -68,6 +68,7 @@ from mlsd.serving.service import RequestCtx, Served, ServedItem
 __all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
 
 DAY_MS = 86_400_000
+_NO_HISTORY_USER = -(2**62)  # an id no log uses: stands for "a user without history"
 ALS_SHARE = 0.15  # of the merged list, when ALS is on; the other sources share the rest
 _FORMAT = 1
 
@@ -254,6 +255,7 @@ class Recommender:
         # requests read concurrently (their heavy parts release the GIL); apply_events writes
         self._lock = ReadWriteLock()
         self.candidate_cache_: CandidateCache | None = None  # see precompute_candidates
+        self._cold_memo: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # see _cold_lists
         self.version = "unfitted"
         self.stats = _Stats()
 
@@ -268,6 +270,7 @@ class Recommender:
         cfg = self.config
         t_all = time.perf_counter()
         self.candidate_cache_ = None  # computed from the previous fit
+        self._cold_memo = {}
         ds = as_dataset(data, self.videos, self.users)
         ev = ds.events
         if ev.num_rows == 0:
@@ -449,10 +452,19 @@ class Recommender:
         lists: list[tuple[np.ndarray, np.ndarray]] = []
         ue: np.ndarray | None = None  # the user tower runs once per request, not twice
         tt = self._two_tower
-        for s in self.sources_:
+        # A user without history gets the same list from every source but the two-tower
+        # (which also reads the user's id and attributes): computed once, then reused.
+        cold = (
+            self._cold_lists(k)
+            if len(users) == 1 and self.history_.lengths(users)[0] == 0
+            else None
+        )
+        for j, s in enumerate(self.sources_):
             if tt is not None and s is tt:
                 ids, scores, ue = tt.candidates_with_embeddings(users, k)
                 lists.append((ids, scores))
+            elif cold is not None:
+                lists.append(cold[j])
             else:
                 lists.append(s.candidates(users, k))
         merged = self._merged(lists, k)
@@ -462,6 +474,27 @@ class Recommender:
             merged.sources,
             self._retrieval_features(users, merged.item_ids, lists, ue),
         )
+
+    def _cold_lists(self, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each source's ``k`` candidates for a user without history (the two-tower's slot is
+        a placeholder), memoised per ``k``: only the user's history enters these sources."""
+        memo = self._cold_memo
+        got = memo.get(k)
+        if got is None:
+            nobody = np.array([_NO_HISTORY_USER], np.int64)
+            if self.history_.lengths(nobody)[0] != 0:
+                raise MlsdError(f"user id {_NO_HISTORY_USER} has a history; cannot memoise")
+            got = [
+                (np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32))
+                if s is self._two_tower
+                else s.candidates(nobody, k)
+                for s in self.sources_
+            ]
+            for ids, scores in got:  # shared by every request: never written to
+                ids.flags.writeable = False
+                scores.flags.writeable = False
+            memo[k] = got
+        return got
 
     def _retrieval_features(
         self,
