@@ -14,8 +14,12 @@ Goal (issue 6): large catalog, 500 candidates ranked, k=20, 200 rps for 60 s on 
 
     python benchmarks/serving.py --model runs/large-bundle --data data/large
     python benchmarks/serving.py --model runs/large-bundle --rate 400 --duration 30 --workers 2
-    python benchmarks/serving.py --model runs/large-bundle --rates 10,25,50,200 --name serving_large
+    python benchmarks/serving.py --model runs/large-bundle --rates 50,100,150,200 --workers 2 \
+        --threads 1 --name serving_large
         # one server, one run per rate: results/serving_large_<rate>rps.json each
+
+The server retrieves every known user's candidates ahead before it reports ready (on `large`
+~16 min on 2 cores; ``--no-candidate-cache`` skips that and retrieves on every request).
 """
 
 from __future__ import annotations

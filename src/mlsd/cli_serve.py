@@ -19,7 +19,13 @@ bench_app = typer.Typer(
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model bundle directory (see mlsd.serving.bundle).")
 ]
-WorkersOpt = Annotated[int, typer.Option(help="uvicorn worker processes.")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        help="Worker processes, one per core (forked from one loaded model on Linux/macOS: "
+        "they share its memory; SIGHUP reloads them).",
+    ),
+]
 ThreadsOpt = Annotated[
     int,
     typer.Option(
