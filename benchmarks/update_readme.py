@@ -53,12 +53,18 @@ def serving(d: dict[str, Any]) -> str:
     """Every ``results/serving*.json`` run as a row, by model then rate (``d``: the newest)."""
     runs = sorted(
         _serving_runs(),
-        key=lambda r: (r["model"]["version"], r["load"]["workers"], r["load"]["rate_rps"]),
+        key=lambda r: (
+            r["model"]["version"],
+            r["measured_at"][:10],
+            r["git_rev"],
+            r["load"]["workers"],
+            r["load"]["rate_rps"],
+        ),
     )
     rows = [
-        "| model | load | achieved | errors | degraded | p50 | p95 | p99 | max | "
-        "server CPU / wall | measured | goal |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| model | load | server | achieved | errors | degraded | p50 | p95 | p99 | max | "
+        "server CPU a request | measured | goal |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         load, lat, m, g = r["load"], r["latency_ms"], r["model"], r["goal"]
@@ -68,20 +74,32 @@ def serving(d: dict[str, Any]) -> str:
             else ""
         )
         cpu = r.get("cpu_seconds", {})
+        per_request = (
+            f"{1000 * cpu['server'] / r['requests']:.1f} ms"
+            if cpu.get("server") is not None and r["requests"]
+            else "-"
+        )
+        threads = load.get("model_threads")
+        server = (
+            f"{load['workers']} worker(s) x {2 if threads is None else threads} thread(s), "
+            # runs measured before the candidate cache existed retrieved on every request
+            + ("candidate cache" if load.get("candidate_cache") else "retrieval per request")
+        )
         rows.append(
             f"| {m['kind']} `{m['version']}` | {load['rate_rps']:g} rps x "
-            f"{load['duration_s']:g} s, k={load['k']}, {load['workers']} worker(s) | "
+            f"{load['duration_s']:g} s, k={load['k']} | {server} | "
             f"{r['achieved_rps']:g} rps | {errors} | {r.get('degraded', 0):,} | "
             f"{_ms(lat['p50'])} | {_ms(lat['p95'])} | "
-            f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {cpu.get('server')} s / "
-            f"{cpu.get('wall')} s | {r['measured_at'][:10]} at {r['git_rev']} | "
+            f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {per_request} | "
+            f"{r['measured_at'][:10]} at {r['git_rev']} | "
             f"{g['rate']:g} rps, 0 errors or degraded, p50 <= {g['max_p50_ms']:g} ms, p99 <= "
             f"{g['max_p99_ms']:g} ms: {_met(r['meets_goal'])} |"
         )
     note = (
         "Open loop, latency from each request's due time (a request not answered within the "
         "client timeout counts as an error; *degraded*: answered 200 with a fallback order, e.g. "
-        "shed to the popular list after queueing past the 80 ms budget); users: "
+        "shed to the popular list after waiting more than 30 ms for a model thread); server CPU "
+        "a request: the workers' and supervisor's CPU time over the measured requests; users: "
         f"{d['load']['users']['shares']} of heavy, light and new."
     )
     return "\n".join(rows) + "\n\n" + note + "\n\n" + _machine(d)

@@ -29,6 +29,7 @@ with ``degraded=True`` and the reason.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import time
@@ -1245,6 +1246,10 @@ class Recommender:
         )
         self._init_serving(ds)
         self.version = str(meta["version"])
+        # Loading leaves its intermediates in reference cycles that only a full collection
+        # frees: ~7 GB of the `large` bundle's ~17 GB peak (measured), held until Python's
+        # next generation-2 pass otherwise.
+        gc.collect()
         self.warm_up()
         return self
 
