@@ -9,9 +9,10 @@ and array operations instead of one request's worth of small ones) costs a fract
 per request. A user whose history changes (new events) is invalidated and served by the online
 path again; a user who is not in the cache (new, or history changed) costs what they did before.
 
-Storage is compact (~13 bytes a candidate): catalog positions as int32, source codes as int8,
-per-source ranks as uint16 (0 = not proposed), the two-tower similarity as float32 (exact) and
-the number of proposing sources as uint8. Reading a user back gives the very arrays the online
+Storage is compact (10 + 2 x sources bytes a candidate: 26 with eight sources, 2.4 GB for the
+``large`` log's 184k users x 500): catalog positions as int32, source codes as int8, per-source
+ranks as uint16 (0 = not proposed), the two-tower similarity as float32 (exact) and the number
+of proposing sources as uint8. Reading a user back gives the very arrays the online
 path would compute from the same batch, retrieval features included.
 """
 
