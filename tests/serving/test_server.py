@@ -21,6 +21,11 @@ from mlsd.serving.process import ServerProcess
 KEY = "secret-key"
 
 
+def _gauge(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(name + " "))
+    return float(line.rsplit(" ", 1)[1])
+
+
 def _invoke(*args: str | Path) -> tuple[int, str]:
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert "Traceback" not in r.output
@@ -113,6 +118,14 @@ def test_real_recommender_bundle_is_served(real_bundle: Path, tmp_path: Path) ->
         assert "mlsd_request_latency_seconds" in metrics
         # the reloaded model's ranker was compiled as well (mlsd.serving.server.prepare)
         assert "mlsd_ranker_compiled 1.0" in metrics
+        # and its candidates retrieved ahead: a known user with a history reads them
+        hist = c.get("/metrics").text
+        before = _gauge(hist, 'mlsd_candidate_cache_requests{result="hit"}')
+        assert c.post("/v1/recommendations", json={"user_id": 3, "k": 5}).status_code == 200
+        assert c.post("/v1/recommendations", json={"user_id": 10**12}).status_code == 200
+        after = c.get("/metrics").text
+        assert _gauge(after, 'mlsd_candidate_cache_requests{result="hit"}') == before + 1
+        assert _gauge(after, 'mlsd_candidate_cache_requests{result="miss"}') >= 1  # the new user
 
 
 @pytest.mark.server

@@ -72,6 +72,11 @@ _METRICS_EXAMPLE = (
 )
 
 
+def _cache_count(holder: ModelHolder, field: str) -> float:
+    cache = getattr(holder.get(), "candidate_cache_", None)
+    return float(getattr(cache, field, 0)) if cache is not None else 0.0
+
+
 def _ranker_compiled(model: Any) -> int:
     return int(bool(getattr(getattr(model, "ranker_", None), "compiled_", None)))
 
@@ -248,6 +253,10 @@ def create_app(
     metrics = ServingMetrics()
     metrics.model_info.labels(model.version).set(1)
     metrics.ranker_compiled.set(_ranker_compiled(model))
+    for label, field in (("hit", "hits"), ("miss", "misses")):  # read at scrape time
+        metrics.candidate_cache.labels(label).set_function(
+            functools.partial(_cache_count, holder, field)  # from whichever model is live
+        )
     app = FastAPI(
         title="mlsd video recommendation service",
         version="1",

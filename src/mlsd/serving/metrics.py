@@ -71,6 +71,13 @@ class ServingMetrics:
         self.model_info = Gauge(
             "mlsd_model_loaded", "1 for the serving model version.", ["version"], registry=r
         )
+        self.candidate_cache = Gauge(
+            "mlsd_candidate_cache_requests",
+            "Requests of the serving model that read the candidate cache (hit) or retrieved "
+            "online (miss: a new user, or one whose events invalidated theirs); per model.",
+            ["result"],
+            registry=r,
+        )
         self.ranker_compiled = Gauge(
             "mlsd_ranker_compiled",
             "1 when the serving model's ranker runs as native code, 0 on LightGBM.",
