@@ -1,6 +1,6 @@
 """``mlsd serve`` and ``mlsd bench serve``: the HTTP service and its load benchmark.
 
-Both delegate to :mod:`mlsd.serving` (``server.run`` and ``loadtest.run_benchmark``); a bad
+Both delegate to :mod:`mlsd.serving` (``server.run`` and ``loadtest.run_sweep``); a bad
 model bundle or option prints one line and exits 2.
 """
 
@@ -129,13 +129,13 @@ def bench_serve(
     RATE for DURATION seconds (heavy, light and new users), report latency percentiles from
     each request's due time, throughput and errors; write JSON to OUT."""
     from mlsd.cli import console, err_console, user_errors
-    from mlsd.serving.loadtest import run_benchmark, write_result
+    from mlsd.serving.loadtest import run_sweep, write_result
 
     @user_errors
     def go() -> None:
-        res = run_benchmark(
+        (res,) = run_sweep(
             model,
-            rate=rate,
+            rates=[rate],
             duration_s=duration,
             warmup_s=warmup,
             k=k,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlsd.cli import app
 from mlsd.errors import ConfigError
 from mlsd.serving.loadgen import drive
-from mlsd.serving.loadtest import USER_CLASSES, run_benchmark, user_mix
+from mlsd.serving.loadtest import USER_CLASSES, run_sweep, user_mix
 
 
 async def _slow_server(service_s: float, status: int = 200) -> tuple[asyncio.Server, int]:
@@ -98,7 +98,7 @@ def test_benchmark_end_to_end(
 ) -> None:
     for k, v in server_env.items():
         monkeypatch.setenv(k, v)
-    res = run_benchmark(stub_bundle, rate=50, duration_s=1, warmup_s=0.2, k=5)
+    (res,) = run_sweep(stub_bundle, rates=[50], duration_s=1, warmup_s=0.2, k=5)
     assert res["requests"] == 50 and res["ok"] == 50 and res["errors"] == 0
     lat = res["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
@@ -120,8 +120,6 @@ def test_benchmark_end_to_end(
 def test_sweep_measures_each_rate_against_one_server(
     stub_bundle: Path, server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlsd.serving.loadtest import run_sweep
-
     for k, v in server_env.items():
         monkeypatch.setenv(k, v)
     logs: list[str] = []

@@ -179,39 +179,6 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def run_benchmark(
-    model_dir: str | Path,
-    *,
-    rate: float = 200.0,
-    duration_s: float = 60.0,
-    warmup_s: float = 5.0,
-    k: int = 20,
-    workers: int = 1,
-    model_threads: int | None = None,
-    candidate_cache: bool = True,
-    data: str | Path | None = None,
-    seed: int = 0,
-    timeout_s: float = 5.0,
-    log: Callable[[str], None] = lambda _: None,
-) -> dict[str, Any]:
-    """Start ``mlsd serve`` on loopback, warm it up, drive the measured open-loop run, stop it;
-    return the results (latency percentiles in ms from the due time, throughput, errors)."""
-    return run_sweep(
-        model_dir,
-        rates=[rate],
-        duration_s=duration_s,
-        warmup_s=warmup_s,
-        k=k,
-        workers=workers,
-        model_threads=model_threads,
-        candidate_cache=candidate_cache,
-        data=data,
-        seed=seed,
-        timeout_s=timeout_s,
-        log=log,
-    )[0]
-
-
 def run_sweep(
     model_dir: str | Path,
     *,
@@ -227,9 +194,11 @@ def run_sweep(
     timeout_s: float = 5.0,
     log: Callable[[str], None] = lambda _: None,
 ) -> list[dict[str, Any]]:
-    """:func:`run_benchmark` at each of ``rates`` in turn against one server process (a
-    ``large`` bundle loads for minutes): the latency-throughput curve. Each rate gets its own
-    warm-up and measured run, users drawn afresh; one result per rate, in order."""
+    """Start ``mlsd serve`` on loopback and, at each of ``rates`` in turn against that one
+    server process (a ``large`` bundle loads for minutes), warm it up and drive a measured
+    open-loop run; stop it. One result per rate, in order (latency percentiles in ms from the
+    due time, throughput, errors): one rate is a benchmark, several the latency-throughput
+    curve. Each rate draws its users afresh."""
     if not rates or any(r <= 0 for r in rates) or duration_s <= 0 or warmup_s < 0:
         raise ConfigError("rates and duration must be positive and warmup non-negative")
     manifest = read_manifest(model_dir)
