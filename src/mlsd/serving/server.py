@@ -137,19 +137,23 @@ def _say(message: str) -> None:
     print(f"mlsd serve: {message}", file=sys.stderr, flush=True)
 
 
-def _prep(settings: ServeSettings) -> dict[str, Any]:
-    return {"candidate_cache": settings.candidate_cache}
+def _loader(settings: ServeSettings) -> Any:
+    """``load(model_dir)``: a bundle loaded with ``settings``' online store and prepared for
+    serving (the one path of a start, an /admin/reload and a SIGHUP reload)."""
+    kwargs = load_kwargs(settings.online_store)
+
+    def load(model_dir: str | Path) -> Any:
+        return prepare(load_bundle(model_dir, **kwargs), candidate_cache=settings.candidate_cache)
+
+    return load
 
 
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
     single_threaded_kernels()
-    kwargs = load_kwargs(settings.online_store)
+    reload = _loader(settings)
     if model is None:
-        model = prepare(load_bundle(settings.model_dir, **kwargs), **_prep(settings))
-
-    def reload(model_dir: str) -> Any:
-        return prepare(load_bundle(model_dir, **kwargs), **_prep(settings))
+        model = reload(settings.model_dir)
 
     loader = reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
     log = EventLog(settings.event_log) if settings.event_log is not None else None
@@ -221,15 +225,15 @@ def run(
 
 
 def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: Any) -> None:
-    """Load once, fork ``settings.workers`` uvicorn servers sharing one socket (see
-    :mod:`.prefork`); returns when they have all stopped."""
+    """Load once, fork ``settings.workers`` uvicorn servers on the port (see :mod:`.prefork`);
+    returns when they have all stopped."""
     import uvicorn
 
     single_threaded_kernels()
-    kwargs = load_kwargs(settings.online_store)
+    loader = _loader(settings)
 
     def load() -> Any:
-        return prepare(load_bundle(settings.model_dir, **kwargs), **_prep(settings))
+        return loader(settings.model_dir)
 
     def serve(model: Any, sock: Any) -> None:
         app = build_app(settings, model=model)  # /admin/reload refused: several workers
