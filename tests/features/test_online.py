@@ -121,6 +121,33 @@ def test_pair_keys_of_any_range_and_repeats_in_one_put(store: OnlineStore) -> No
     )
 
 
+def test_pair_reads_agree_with_a_reference_through_interleaved_writes() -> None:
+    # MemoryStore answers pair reads from a sorted index built at the first read plus an
+    # overlay of the pairs written since (dropped and rebuilt once it grows): whatever the
+    # interleaving of writes and reads, a read must see exactly the last record written
+    store = MemoryStore()
+    lay = _define(store)["user_creator"]
+    rng = np.random.default_rng(3)
+    ref: dict[tuple[int, int], np.ndarray] = {}
+    feats = list(lay.features)
+    for step in range(60):
+        n = int(rng.integers(1, 6000 if step % 10 == 0 else 40))
+        keys = np.stack([rng.integers(0, 50, n), rng.integers(0, 400, n)], 1)
+        if step % 7 == 3:  # a few pairs outside the packed range, which only the dict holds
+            keys[0] = (2**40 + step, 3)
+        vals = _records(lay, n, seed=step)
+        store.put("user_creator", keys, vals)
+        for (u, c), v in zip(keys.tolist(), vals, strict=True):
+            ref[(u, c)] = v
+        user = int(rng.integers(0, 50))  # one user's pairs (the request path)...
+        one = np.stack([np.full(300, user), rng.integers(0, 420, 300)], 1)
+        mixed = np.stack([rng.integers(0, 52, 300), rng.integers(0, 420, 300)], 1)
+        for asked in (one, mixed, keys[:5]):  # ...many users', and the pairs just written
+            got = store.get("user_creator", asked, feats)
+            want = np.stack([ref.get((u, c), lay.defaults) for u, c in asked.tolist()])
+            np.testing.assert_array_equal(got, want)
+
+
 def test_get_many_reads_several_entities_at_once(store: OnlineStore) -> None:
     lays = _define(store)
     store.put("user", np.array([1]), _records(lays["user"], 1))

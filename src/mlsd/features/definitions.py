@@ -114,14 +114,20 @@ def _topic_shares(x: Inputs) -> np.ndarray:
 
 
 def _pick_topic(x: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    aff = np.atleast_2d(np.asarray(x["user_topic_affinity"], dtype=np.float64))
+    raw = np.asarray(x["user_topic_affinity"])
     topic = np.asarray(x["video_topic"], dtype=np.float64)
     n = len(topic)
+    if raw.ndim == 2 and len(raw) and raw.strides[0] == 0:
+        # one user's vector repeated for every candidate (a request): work on the one row
+        aff = np.broadcast_to(raw[0].astype(np.float64), raw.shape)
+    else:
+        aff = np.atleast_2d(raw.astype(np.float64, copy=False))
     if aff.shape[1] == 0:
         return np.zeros(n), np.zeros(n, dtype=bool), np.zeros((n, 0))
     ok = (topic >= 0) & (topic < aff.shape[1])
     code = np.where(ok, topic, 0).astype(np.int64)
-    share = np.where(ok, aff[np.arange(n), code], 0.0)
+    picked = aff[0][code] if aff.strides[0] == 0 else aff[np.arange(n), code]
+    share = np.where(ok, picked, 0.0)
     return share, ok, aff
 
 
@@ -133,7 +139,7 @@ def _topic_is_top(x: Inputs) -> np.ndarray:
     share, ok, aff = _pick_topic(x)
     if aff.shape[1] == 0:
         return np.zeros(len(share))
-    top = aff.max(axis=1)
+    top = np.full(len(aff), aff[0].max()) if aff.strides[0] == 0 else aff.max(axis=1)
     return (ok & (top > 0) & (share >= top)).astype(np.float64)
 
 

@@ -31,6 +31,7 @@ from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
 from mlsd.features._asof import sorted_by_key
 from mlsd.features.definitions import VIDEO_REC
+from mlsd.features.errors import FeatureStoreError
 from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, Read
 from mlsd.features.registry import STORED_ENTITIES, WINDOWS, Feature, FeatureRegistry
 from mlsd.features.signals import (
@@ -185,6 +186,59 @@ class _EntityState:
 
 
 @dataclass
+class _RequestPlan:
+    """``request_features``' work for one feature list: the stored entities to read (feature
+    names per entity, in read order), per entity the columns of the read that go straight to
+    the output and the inputs that request-time features need (``(name, column, width)``,
+    width 0 for a scalar), and the request-time features in dependency order with their
+    output column (None: an input only)."""
+
+    width: int
+    by_entity: dict[str, list[str]]
+    entities: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, int, int]]]]
+    request: list[tuple[Feature, int | None]]
+
+    @classmethod
+    def build(
+        cls,
+        registry: FeatureRegistry,
+        layouts: dict[str, EntityLayout],
+        features: Sequence[str] | None,
+    ) -> _RequestPlan:
+        from mlsd.features.offline import required_features
+
+        wanted = registry.resolve(features)
+        feats = required_features(registry, [f.name for f in wanted])
+        out_col = {f.name: j for j, f in enumerate(wanted)}
+        read_by_request = {i for f in feats if f.source == "request" for i in f.inputs}
+        by_entity: dict[str, list[str]] = {}
+        for f in feats:
+            if f.stored and f.source != "request":
+                by_entity.setdefault(f.entity, []).append(f.name)
+        entities = {}
+        for entity, names in by_entity.items():
+            lay = layouts[entity]
+            val_cols, out_cols, inputs = [], [], []
+            j = 0
+            for name in names:
+                w = lay.widths[lay.features.index(name)]
+                vector = registry[name].dtype == "vector"
+                if name in out_col:
+                    if vector:
+                        raise FeatureStoreError(
+                            f"feature {name!r} is a vector; it cannot be a matrix column"
+                        )
+                    val_cols.append(j)
+                    out_cols.append(out_col[name])
+                if name in read_by_request:
+                    inputs.append((name, j, w if vector else 0))
+                j += w
+            entities[entity] = (np.array(val_cols, np.int64), np.array(out_cols, np.int64), inputs)
+        request = [(f, out_col.get(f.name)) for f in feats if f.source == "request"]
+        return cls(len(wanted), by_entity, entities, request)
+
+
+@dataclass
 class UpdateStats:
     """What one update did: events applied and records written per entity, seconds taken."""
 
@@ -222,6 +276,7 @@ class OnlineFeatures:
             e: EntityLayout.from_registry(registry, e, n_topics) for e in STORED_ENTITIES
         }
         self.states = {e: _EntityState(e, registry.counters(e), n_topics) for e in STORED_ENTITIES}
+        self._plans: dict[tuple[str, ...] | None, _RequestPlan] = {}
         self._users = _KeyIndex(1)  # id interning for user_creator pair keys
         self._creators = _KeyIndex(1)
         for lay in self.layouts.values():
@@ -373,54 +428,55 @@ class OnlineFeatures:
         defaults (counted in ``store.stats.unknown_keys``); raises OnlineStoreUnavailable if
         the store is down.
         """
-        from mlsd.features.offline import required_features
-
-        wanted = self.registry.resolve(features)
-        feats = required_features(self.registry, [f.name for f in wanted])
+        plan = self._plan(features)
         vids = np.asarray(video_ids, dtype=np.int64)
         n = len(vids)
         creators = self.catalog.take("creator", self.catalog.rows(vids), -1).astype(np.int64)
         known = creators >= 0
-        by_entity: dict[str, list[str]] = {}
-        for f in feats:
-            if f.stored and f.source != "request":
-                by_entity.setdefault(f.entity, []).append(f.name)
         keys = {
             "user": np.array([user_id], dtype=np.int64),
             "video": vids,
             "creator": creators[known],
             "user_creator": np.stack([np.full(int(known.sum()), user_id), creators[known]], 1),
         }
-        reads: list[Read] = [(e, keys[e], names) for e, names in by_entity.items()]
-        got = dict(zip(by_entity, self.store.get_many(reads), strict=True))
-        x: dict[str, np.ndarray] = {
-            "request.t_ms": np.full(n, int(t_ms), dtype=np.int64),
-            "request.device": np.full(n, float(self.vocab.code("devices", device))),
-            "request.surface": np.full(n, float(self.vocab.code("surfaces", surface))),
-        }
-        for entity, names in by_entity.items():
-            lay = self.layouts[entity]
+        reads: list[Read] = [(e, keys[e], names) for e, names in plan.by_entity.items()]
+        got = dict(zip(plan.by_entity, self.store.get_many(reads), strict=True))
+        out = np.empty((n, plan.width), dtype=np.float32)
+        x: dict[str, np.ndarray] = {}
+        if plan.request:
+            x["request.t_ms"] = np.full(n, int(t_ms), dtype=np.int64)
+            x["request.device"] = np.full(n, float(self.vocab.code("devices", device)))
+            x["request.surface"] = np.full(n, float(self.vocab.code("surfaces", surface)))
+        for entity, (val_cols, out_cols, inputs) in plan.entities.items():
             vals = got[entity]
             if entity == "user":
                 vals = np.broadcast_to(vals, (n, vals.shape[1]))
             elif entity in ("creator", "user_creator"):
+                lay = self.layouts[entity]
                 full = np.empty((n, vals.shape[1]), dtype=np.float32)
                 full[known] = vals
-                full[~known] = lay.defaults[lay.columns(names)]
+                full[~known] = lay.defaults[lay.columns(plan.by_entity[entity])]
                 vals = full
-            j = 0
-            for name in names:
-                w = lay.widths[lay.features.index(name)]
-                vector = self.registry[name].dtype == "vector"
-                x[name] = vals[:, j : j + w] if vector else vals[:, j]
-                j += w
-        for f in feats:
-            if f.source == "request":
-                x[f.name] = self._compute(f, x).astype(np.float32)
-        out = np.empty((n, len(wanted)), dtype=np.float32)
-        for j, f in enumerate(wanted):
-            out[:, j] = x[f.name]
+            if len(out_cols):  # every stored output column of the entity in one gather
+                out[:, out_cols] = vals[:, val_cols]
+            for name, j, w in inputs:  # what request-time features read
+                x[name] = vals[:, j : j + w] if w else vals[:, j]
+        for f, col in plan.request:
+            v = self._compute(f, x).astype(np.float32)
+            x[f.name] = v
+            if col is not None:
+                out[:, col] = v
         return out
+
+    def _plan(self, features: Sequence[str] | None) -> _RequestPlan:
+        """Which store reads and column moves ``request_features`` does for ``features``
+        (resolved once per feature list, not per request)."""
+        key = None if features is None else tuple(features)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _RequestPlan.build(self.registry, self.layouts, features)
+            self._plans[key] = plan
+        return plan
 
 
 def materialize(
