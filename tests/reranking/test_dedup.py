@@ -168,3 +168,26 @@ def test_arrange_is_optimal_whenever_a_valid_top_k_exists(
     assert rest == sorted(rest)  # the tail keeps its order
     if can_fill(creators, k, cap):
         assert no_adjacent(np.array(placed))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    creators=st.lists(st.integers(-1, 5), min_size=1, max_size=40),
+    k=st.integers(1, 16),
+    cap=st.integers(1, 3),
+    window=st.integers(1, 7),
+)
+def test_scanning_window_does_not_change_the_slate_or_the_log(
+    creators: list[int], k: int, cap: int, window: int
+) -> None:
+    # arrange scans the head of the slate a window at a time (64 in production); a window
+    # smaller than the slate must give the very order, drops and logged actions of one scan
+    import mlsd.reranking.dedup as dedup
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dedup, "_WINDOW", len(creators) + 1)
+        _, whole = run(creators, k=k, cap=cap)
+        mp.setattr(dedup, "_WINDOW", window)
+        _, windowed = run(creators, k=k, cap=cap)
+    assert windowed.items.tolist() == whole.items.tolist()
+    assert windowed.actions == whole.actions

@@ -90,6 +90,8 @@ class _Availability:
         return total - excess >= need
 
 
+_WINDOW = 64  # slate positions scanned at a time by ``arrange``
+
 # Why an item was passed over at a position (kind, position): formatted only if it moved.
 _CAP, _ADJACENT, _AHEAD, _FORCED = "cap", "adjacent", "ahead", "forced"
 
@@ -104,15 +106,23 @@ def arrange(
     skipped (first reason), and the positions dropped (see module docstring).
     """
     cre: list[int] = creators.tolist()
+    n = len(cre)
     state = _Availability(creators, cap)
     avail = state.avail
-    pending = list(range(len(cre)))  # not placed yet, in slate order
+    # Only a window at the head of the slate is scanned, extended whenever a scan reaches its
+    # end: the top k of a 500-item slate comes from its first few dozen items, and positions
+    # never scanned keep their place (nothing before them moves past them), so the result is
+    # the one of a scan of the whole slate. The bookkeeping below is then O(window), not O(n).
+    nxt = min(n, _WINDOW)
+    pending = list(range(nxt))  # not placed yet, in slate order (within the window)
     parked: list[int] = []  # not placed, and their creator is at the cap: never will be
     top: list[int] = []
     why: dict[int, tuple[str, int]] = {}
     dropped: list[int] = []
     prev = -1
     for p in range(k):
+        if not pending and nxt < n:
+            pending, nxt = list(range(nxt, min(n, nxt + _WINDOW))), min(n, nxt + _WINDOW)
         if not pending:  # parked items cannot fill position p either
             dropped, parked = parked, []
             break
@@ -120,6 +130,9 @@ def arrange(
         capped = 0
         infeasible: set[int] = set()
         for idx, q in enumerate(pending):
+            if idx == len(pending) - 1 and nxt < n:  # the loop goes on into the extension
+                pending.extend(range(nxt, min(n, nxt + _WINDOW)))
+                nxt = min(n, nxt + _WINDOW)
             c = cre[q]
             if c >= 0:
                 if avail[c] == 0:
@@ -173,6 +186,7 @@ def arrange(
                     alive.append(q)
             pending = alive
     rest = sorted(pending + parked) if parked else pending
+    rest.extend(range(nxt, n))  # never scanned: after every scanned position
     return top, rest, why, dropped
 
 
@@ -219,7 +233,7 @@ class CreatorDedup:
         order = np.array(top + rest, dtype=np.int64)
         to_pos = np.full(n, -1, np.int64)
         to_pos[order] = np.arange(len(order))
-        return slate.take(order, self._log(slate, ctx, cre, k, to_pos.tolist(), why, dropped))
+        return slate.take(order, self._log(slate, ctx, cre, k, to_pos, why, dropped))
 
     def _log(
         self,
@@ -227,7 +241,7 @@ class CreatorDedup:
         ctx: RuleContext,
         cre: np.ndarray,
         k: int,
-        to_pos: list[int],
+        to_pos: np.ndarray,
         why: dict[int, tuple[str, int]],
         dropped: list[int],
     ) -> list[RuleAction]:
@@ -239,7 +253,7 @@ class CreatorDedup:
         actions: list[RuleAction] = []
         for q in sorted(why):
             kind, p = why[q]
-            t = to_pos[q]
+            t = int(to_pos[q])
             if t < 0 or (t <= q and kind != _FORCED):
                 continue
             c = cre_l[q]
@@ -261,7 +275,7 @@ class CreatorDedup:
                     f"item is left for position {p}"
                 )
             actions.append(RuleAction(self.name, items[q], "moved", reason, q, t))
-        filled = sum(1 for t in to_pos if 0 <= t < k)
+        filled = int(((to_pos >= 0) & (to_pos < k)).sum())
         for q in dropped:
             cid = int(cids[cre_l[q]])
             reason = (
