@@ -51,6 +51,12 @@ def main() -> None:
         action="store_false",
         help="serve without retrieving known users' candidates ahead (mlsd serve's option)",
     )
+    ap.add_argument(
+        "--candidate-cache-dir",
+        type=Path,
+        default=None,
+        help="keep the retrieved-ahead candidates there between runs (mlsd serve's option)",
+    )
     ap.add_argument("--data", type=Path, default=None, help="training data, for heavy/light users")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="serving", help="results/<name>.json")
@@ -66,6 +72,7 @@ def main() -> None:
         workers=a.workers,
         model_threads=a.threads,
         candidate_cache=a.candidate_cache,
+        candidate_cache_dir=a.candidate_cache_dir,
         data=a.data,
         seed=a.seed,
         log=lambda m: print(m, file=sys.stderr),

@@ -333,3 +333,68 @@ def test_users_without_history_reuse_memoised_source_lists(
 
     monkeypatch.setattr(rec, "_cold_lists", boom)
     rec._retrieve(rec.history_.users()[:1], k)
+
+
+def test_a_saved_candidate_cache_is_reused_only_by_its_model(
+    rec: Recommender, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from mlsd.serving.server import prepare
+
+    rec.save(tmp_path / "m")
+    model = Recommender.load(tmp_path / "m")
+    cc = tmp_path / "cc"
+    users = np.sort(model.history_.users())[:: max(1, len(model.history_.users()) // 15)]
+    ctx = RequestCtx(model.now_ms_, device="mobile", surface="home")
+
+    def slates() -> list[list[int]]:
+        return [[i.video_id for i in model.serve(int(u), 10, ctx).items] for u in users]
+
+    prepare(model, cache_dir=cc)  # nothing there: retrieved, then saved
+    assert "retrieved ahead" in capsys.readouterr().err and (cc / "meta.json").is_file()
+    computed = slates()
+    model.candidate_cache_ = None
+    prepare(model, cache_dir=cc)  # a restart: memory-mapped, the same slates
+    assert "memory-mapped" in capsys.readouterr().err
+    cache = model.candidate_cache_
+    assert cache is not None and isinstance(cache.items.base, np.memmap)  # a view of the file
+    assert slates() == computed and cache.hits == len(users) and cache.misses == 0
+    # saved for another model: not reused (said so), retrieved again and saved over
+    meta = json.loads((cc / "meta.json").read_text())
+    meta["key"]["model_version"] = "rec-other"
+    (cc / "meta.json").write_text(json.dumps(meta))
+    model.candidate_cache_ = None
+    prepare(model, cache_dir=cc)
+    err = capsys.readouterr().err
+    assert "not reused" in err and "rec-other" in err and "retrieved ahead" in err
+    assert slates() == computed
+    assert json.loads((cc / "meta.json").read_text())["key"]["model_version"] == model.version
+
+
+def test_new_users_are_served_from_their_buckets_cold_start_rows(data: Dataset) -> None:
+    # with no more two-tower hash buckets than users, the cache also holds, per bucket, what
+    # a user without history or attributes is retrieved: new users then skip retrieval too,
+    # and get exactly what the online path gives them
+    cfg = CFG.model_copy(update={"two_tower": {"epochs": 2, "n_user_buckets": 64}})
+    rec = Recommender(cfg).fit(data)
+    known = np.sort(rec.history_.users())
+    news = np.arange(30, dtype=np.int64) + int(known.max()) + 1_000_000
+    ctx = RequestCtx(rec.now_ms_, device="mobile", surface="home")
+    online = [rec.serve(int(u), 20, ctx, explain=True) for u in news]
+    cache = rec.precompute_candidates(threads=2)
+    assert len(cache.users) == len(known) + 64  # every bucket found a stand-in id
+    cached = [rec.serve(int(u), 20, ctx, explain=True) for u in news]
+    assert cache.hits == len(news) and cache.misses == 0
+    for a, b in zip(online, cached, strict=True):
+        assert a.cold_start and b.cold_start and not b.degraded
+        assert [i.video_id for i in a.items] == [i.video_id for i in b.items]
+        assert [i.source for i in a.items] == [i.source for i in b.items]
+        np.testing.assert_allclose([i.score for i in a.items], [i.score for i in b.items], 1e-5)
+    # users of one bucket share its row; a user with attributes has their own inputs
+    assert rec._cold_key(int(news[0])) == rec._cold_key(int(news[0]) + 0)
+    with_attrs = data.users.column("user_id").to_numpy()[:1] if data.users is not None else []
+    for u in with_attrs:
+        assert rec._cold_key(int(u)) is None
+    # the automatic choice: more buckets than users -> no cold-start rows
+    assert len(Recommender(CFG).fit(data).precompute_candidates().users) == len(known)

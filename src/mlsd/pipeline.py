@@ -59,9 +59,10 @@ from mlsd.reranking import Catalog as RuleCatalog
 from mlsd.reranking import RerankConfig, RuleContext, Slate, default_chain
 from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
 from mlsd.retrieval import PAD, History, TwoTowerSource, default_quotas, default_sources
+from mlsd.retrieval._encode import hash_ids
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.base import row_keys
-from mlsd.retrieval.cache import CandidateCache
+from mlsd.retrieval.cache import CacheMismatch, CandidateCache
 from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
 from mlsd.serving.service import RequestCtx, Served, ServedItem
@@ -70,6 +71,11 @@ __all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
 
 DAY_MS = 86_400_000
 _NO_HISTORY_USER = -(2**62)  # an id no log uses: stands for "a user without history"
+# Candidate-cache keys of the cold-start rows: base + two-tower hash bucket (see
+# Recommender.precompute_candidates); user ids in this range disable those rows.
+_COLD_KEY_BASE = -(2**63)
+_COLD_KEY_SPAN = 1 << 40
+_COLD_PROBE_START = 1 << 52  # where unknown ids that stand for a bucket are looked for
 ALS_SHARE = 0.15  # of the merged list, when ALS is on; the other sources share the rest
 _FORMAT = 1
 
@@ -895,7 +901,7 @@ class Recommender:
                     stage, t_start,
                 )  # fmt: skip
             try:
-                items, sources, rfeat = self._candidates_of(int(user_id), n_cand)
+                items, sources, rfeat = self._candidates_of(int(user_id), n_cand, cold)
                 stage["retrieval"] = elapsed() - queued
                 if queued >= 0.05:  # a measurable wait: reported as its own stage
                     stage["queue"] = queued
@@ -959,12 +965,18 @@ class Recommender:
             n_candidates=int((items != PAD).sum()),
         )
 
-    def _candidates_of(self, user_id: int, n_cand: int) -> tuple[np.ndarray, ...]:
+    def _candidates_of(
+        self, user_id: int, n_cand: int, cold: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """One user's merged candidates, sources and retrieval features: from the candidate
-        cache when the user is in it (see :meth:`precompute_candidates`), else retrieved now."""
+        cache when the user (``cold``: without history, their cold-start row) is in it (see
+        :meth:`precompute_candidates`), else retrieved now."""
         cache = self.candidate_cache_
         if cache is not None and cache.width == n_cand:
-            hit = cache.get(user_id)
+            key = self._cold_key(user_id) if cold else user_id
+            hit = cache.get(key) if key is not None else None
+            if key is None:
+                cache.misses += 1
             if hit is not None:
                 pos, sources, rfeat = hit
                 items = np.where(pos >= 0, self.catalog_.item_ids[np.maximum(pos, 0)], PAD)
@@ -972,12 +984,82 @@ class Recommender:
         cand = self._retrieve(np.array([user_id], np.int64), n_cand)
         return cand.items[0], cand.sources[0], cand.features[0]
 
+    def _cold_buckets(self, users: np.ndarray) -> tuple[int, np.ndarray]:
+        """(number of buckets, bucket of each user): what tells users without history apart
+        in retrieval, the two-tower's hashed user id (one bucket without it)."""
+        tt = self._two_tower
+        if tt is None or tt.net_.user_id is None:
+            return 1, np.zeros(len(users), np.int64)
+        return tt.n_user_buckets, hash_ids(users, tt.n_user_buckets)
+
+    def _without_attributes(self, users: np.ndarray) -> np.ndarray:
+        tt = self._two_tower
+        if tt is None:
+            return np.ones(len(users), bool)
+        return np.asarray(~tt.user_features_.lookup(users).any(axis=1))
+
+    def _cold_key(self, user_id: int) -> int | None:
+        """The candidate-cache key of a user without history: their retrieval is that of any
+        user without history or attributes in the same two-tower hash bucket (every source but
+        the two-tower reads only the history; the two-tower reads the bucket, the attributes
+        and the history). None for a user with attributes (not shared)."""
+        u = np.array([user_id], np.int64)
+        if not self._without_attributes(u)[0]:
+            return None
+        return _COLD_KEY_BASE + int(self._cold_buckets(u)[1][0])
+
+    def _cold_representatives(self) -> tuple[np.ndarray, np.ndarray]:
+        """(buckets, an id per bucket) of users without history or attributes, one per bucket
+        found among the ids from ``_COLD_PROBE_START`` on (all, in practice)."""
+        n, _ = self._cold_buckets(np.zeros(0, np.int64))
+        reps = np.full(n, -1, np.int64)
+        chunk = 1 << 20
+        for i in range(max(8, 4 * n // chunk + 8)):  # ~n ln n ids cover n buckets
+            ids = np.arange(chunk, dtype=np.int64) + _COLD_PROBE_START + i * chunk
+            ids = ids[(self.history_.lengths(ids) == 0) & self._without_attributes(ids)]
+            b = self._cold_buckets(ids)[1]
+            ub, first = np.unique(b, return_index=True)
+            new = reps[ub] < 0
+            reps[ub[new]] = ids[first[new]]
+            if bool((reps >= 0).all()):
+                break
+        have = np.flatnonzero(reps >= 0)
+        return have, reps[have]
+
+    def candidate_cache_key(self) -> dict[str, Any]:
+        """What a saved candidate cache must have been computed for to be this model's: the
+        model version (a bundle's content), the mlsd version, and the candidate layout."""
+        from mlsd import __version__
+
+        return {
+            "model_version": self.version,
+            "mlsd_version": __version__,
+            "candidates": int(self.config.candidates),
+            "sources": list(self.source_names_),
+            "retrieval_features": list(self.retrieval_feature_names_),
+        }
+
+    def load_candidate_cache(self, directory: str | Path) -> CandidateCache:
+        """Serve from the candidate cache saved in ``directory`` by
+        :meth:`precompute_candidates` (memory-mapped: seconds instead of minutes, and pages
+        shared by forked workers). Raises :class:`~mlsd.retrieval.cache.CacheMismatch` naming
+        why when it was saved for another model (:meth:`candidate_cache_key`) or other users."""
+        self._check()
+        cache = CandidateCache.load(directory, self.candidate_cache_key())
+        real = cache.users[cache.users >= _COLD_KEY_BASE + _COLD_KEY_SPAN]
+        if not np.array_equal(real, np.sort(self.history_.users())):
+            raise CacheMismatch(f"{directory}: saved for other users than this model's")
+        self.candidate_cache_ = cache
+        return cache
+
     def precompute_candidates(
         self,
         *,
         batch: int = 512,
         threads: int = 1,
         progress: Callable[[int, int], None] | None = None,
+        cold: bool | None = None,
+        directory: str | Path | None = None,
     ) -> CandidateCache:
         """Retrieve every user with a history ahead, in batches, into a
         :class:`~mlsd.retrieval.cache.CandidateCache` that :meth:`serve` then reads.
@@ -988,17 +1070,36 @@ class Recommender:
         eight sources (``config.candidates`` per user) and ~4 ms of CPU per user, spread over
         ``threads`` (the batches' ANN searches and array work release the GIL).
         ``progress(done, total)`` is called per batch.
+
+        ``cold``: also retrieve, once per two-tower hash bucket, what a user without history
+        or attributes gets (exact: their retrieval depends on nothing else), so that new users
+        skip retrieval too. None (default): when there are no more buckets than users with a
+        history (it then costs at most as much again). Not done when some user id falls in the
+        reserved key range of those rows.
+
+        ``directory``: also save the cache there (see :meth:`load_candidate_cache`).
         """
         self._check()
         users = np.sort(self.history_.users())
+        n_buckets, _ = self._cold_buckets(users[:0])
+        if cold is None:
+            cold = n_buckets <= len(users)
+        if cold and len(users) and users[0] < _COLD_KEY_BASE + _COLD_KEY_SPAN:
+            cold = False  # a user id among the reserved keys: no cold-start rows
+        keys, ids = users, users
+        if cold:
+            buckets, reps = self._cold_representatives()
+            keys = np.concatenate([_COLD_KEY_BASE + buckets, users])
+            ids = np.concatenate([reps, users])
         n_rank = len(self.retrieval_feature_names_) - 2
-        cache = CandidateCache(users, self.config.candidates, n_rank)
-        batches = [users[lo : lo + batch] for lo in range(0, len(users), batch)]
+        cache = CandidateCache(keys, self.config.candidates, n_rank)
+        batches = [(keys[i : i + batch], ids[i : i + batch]) for i in range(0, len(keys), batch)]
         done = 0
 
-        def one(ub: np.ndarray) -> int:
+        def one(kb_ub: tuple[np.ndarray, np.ndarray]) -> int:
+            kb, ub = kb_ub
             cand = self._retrieve(ub, self.config.candidates)
-            cache.put(ub, self.catalog_.index_of(cand.items), cand.sources, cand.features)
+            cache.put(kb, self.catalog_.index_of(cand.items), cand.sources, cand.features)
             return len(ub)
 
         with (
@@ -1008,7 +1109,9 @@ class Recommender:
             for n in pool.map(one, batches):
                 done += n
                 if progress is not None:
-                    progress(done, len(users))
+                    progress(done, len(keys))
+        if directory is not None:
+            cache.save(directory, self.candidate_cache_key())
         self.candidate_cache_ = cache
         return cache
 

@@ -1,12 +1,15 @@
-"""CandidateCache: compact rows read back exactly; invalidation; bad shapes refused."""
+"""CandidateCache: compact rows read back exactly; invalidation; bad shapes refused; saved
+and memory-mapped back, refused when saved for another model or broken."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mlsd.errors import ConfigError
-from mlsd.retrieval.cache import CandidateCache
+from mlsd.retrieval.cache import CacheMismatch, CandidateCache
 
 
 def _rows(n: int, w: int, r: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,3 +53,49 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ConfigError, match="expected"):
         cache.put(np.array([1, 2]), pos, src, f)
     assert not cache.valid.any()  # nothing written
+
+
+def _filled(users: np.ndarray, w: int = 30, r: int = 4) -> CandidateCache:
+    cache = CandidateCache(users, width=w, n_ranks=r)
+    cache.put(users, *_rows(len(users), w, r, 1))
+    return cache
+
+
+def test_saved_cache_loads_memory_mapped_and_reads_back_the_same(tmp_path: Path) -> None:
+    users = np.array([2, 5, 9, 40], np.int64)
+    cache = _filled(users)
+    key = {"model_version": "m-1", "sources": ["a", "b"]}
+    cache.save(tmp_path / "c", key)
+    back = CandidateCache.load(tmp_path / "c", key)
+    assert isinstance(back.items.base, np.memmap) and not back.items.flags.writeable
+    for u in users.tolist():
+        for a, b in zip(cache.get(u) or (), back.get(u) or (), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert back.invalidate(np.array([5])) == 1 and back.get(5) is None  # still invalidates
+    assert not list(tmp_path.glob(".c.*"))  # no temporary directory left behind
+
+
+def test_a_cache_saved_for_another_model_or_broken_is_refused(tmp_path: Path) -> None:
+    users = np.array([1, 2, 3], np.int64)
+    _filled(users).save(tmp_path / "c", {"model_version": "m-1"})
+    with pytest.raises(CacheMismatch, match=r"model_version 'm-1' \(wanted 'm-2'\)"):
+        CandidateCache.load(tmp_path / "c", {"model_version": "m-2"})
+    # saving again replaces the old cache whole
+    _filled(np.array([7, 8], np.int64)).save(tmp_path / "c", {"model_version": "m-2"})
+    assert CandidateCache.load(tmp_path / "c", {"model_version": "m-2"}).users.tolist() == [7, 8]
+    np.save(tmp_path / "c" / "sources.npy", np.zeros((2, 30), np.int16))  # wrong dtype
+    with pytest.raises(CacheMismatch, match=r"sources\.npy: int16\[2, 30\], expected int8"):
+        CandidateCache.load(tmp_path / "c", {"model_version": "m-2"})
+    (tmp_path / "c" / "ranks.npy").unlink()
+    with pytest.raises(CacheMismatch, match="cannot read the arrays"):
+        CandidateCache.load(tmp_path / "c", {"model_version": "m-2"})
+    with pytest.raises(CacheMismatch, match="cannot read"):
+        CandidateCache.load(tmp_path / "nothing", {"model_version": "m-2"})
+
+
+def test_a_cache_with_invalidated_rows_is_not_saved(tmp_path: Path) -> None:
+    cache = _filled(np.array([1, 2], np.int64))
+    cache.invalidate(np.array([2]))
+    with pytest.raises(ConfigError, match="not filled or invalidated"):
+        cache.save(tmp_path / "c", {})
+    assert not (tmp_path / "c").exists()

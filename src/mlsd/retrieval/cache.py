@@ -14,17 +14,35 @@ Storage is compact (10 + 2 x sources bytes a candidate: 26 with eight sources, 2
 ranks as uint16 (0 = not proposed), the two-tower similarity as float32 (exact) and the number
 of proposing sources as uint8. Reading a user back gives the very arrays the online
 path would compute from the same batch, retrieval features included.
+
+A cache can be saved to a directory (one ``.npy`` per array and a ``meta.json`` naming the
+model it belongs to) and loaded memory-mapped, so that a service restarted on the same model
+starts in seconds and its forked workers share the pages. It is keyed, not trusted: ``load``
+refuses a directory whose key (model version, mlsd version, layout) differs from the one asked.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
-from mlsd.errors import ConfigError
+from mlsd.errors import ConfigError, DataError
 
-__all__ = ["CandidateCache"]
+__all__ = ["FORMAT", "CacheMismatch", "CandidateCache"]
 
 _NO_RANK = 0
+#: Bumped whenever what a cache holds or how candidates are retrieved changes meaning.
+FORMAT = 1
+_ARRAYS = ("users", "items", "sources", "ranks", "similarity", "n_sources")
+
+
+class CacheMismatch(DataError):
+    """A saved cache that is not for the model asked about (or is unreadable)."""
 
 
 class CandidateCache:
@@ -110,6 +128,81 @@ class CandidateCache:
         f[:, -2] = self.similarity[row]
         f[:, -1] = self.n_sources[row]
         return self.items[row].astype(np.int64), self.sources[row].copy(), f
+
+    def save(self, directory: str | Path, key: dict[str, Any]) -> Path:
+        """Write the cache (every row must be filled) to ``directory`` with ``key`` (JSON-safe:
+        what it was computed for). Atomic: written beside it, then renamed into place; a
+        cache already there is replaced. Returns the directory."""
+        if not bool(self.valid.all()):
+            raise ConfigError("CandidateCache.save: some rows are not filled or invalidated")
+        out = Path(directory)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in _ARRAYS:
+            with open(tmp / f"{name}.npy", "wb") as f:
+                np.save(f, getattr(self, name))
+                f.flush()
+                os.fsync(f.fileno())
+        meta = {"format": FORMAT, "key": key, "width": self.width, "n_ranks": self.n_ranks}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, key: dict[str, Any]) -> CandidateCache:
+        """The cache saved in ``directory``, memory-mapped read-only (rows can still be
+        invalidated), its pages read in once (~1 s a GB). Raises :class:`CacheMismatch` naming
+        the difference when it was saved for another ``key`` or format, or when a file is
+        missing or has the wrong shape."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except (OSError, ValueError) as e:
+            raise CacheMismatch(f"{d / 'meta.json'}: cannot read ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise CacheMismatch(f"{d}: cache format {meta.get('format')!r}, expected {FORMAT}")
+        saved = meta.get("key", {})
+        diff = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+        if diff:
+            what = ", ".join(f"{k} {saved.get(k)!r} (wanted {key.get(k)!r})" for k in diff[:3])
+            raise CacheMismatch(f"{d}: saved for another model: {what}")
+        try:
+            arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r") for n in _ARRAYS}
+        except (OSError, ValueError) as e:
+            raise CacheMismatch(f"{d}: cannot read the arrays ({e})") from None
+        width, n_ranks = int(meta["width"]), int(meta["n_ranks"])
+        n = len(arrays["users"])
+        want = {
+            "items": ((n, width), np.int32),
+            "sources": ((n, width), np.int8),
+            "ranks": ((n, width, n_ranks), np.uint16),
+            "similarity": ((n, width), np.float32),
+            "n_sources": ((n, width), np.uint8),
+        }
+        for name, (shape, dtype) in want.items():
+            a = arrays[name]
+            if a.shape != shape or a.dtype != dtype:
+                raise CacheMismatch(
+                    f"{d / (name + '.npy')}: {a.dtype}{list(a.shape)}, expected "
+                    f"{np.dtype(dtype)}{list(shape)}"
+                )
+        for a in arrays.values():  # read the pages in now, in order: not a fault per request
+            flat = a.reshape(-1).view(np.uint8)
+            for lo in range(0, len(flat), 1 << 26):
+                np.bitwise_or.reduce(flat[lo : lo + (1 << 26) : 4096])
+        cache = cls.__new__(cls)
+        cache.users = np.array(arrays["users"], np.int64)  # small, searched every request
+        cache.width, cache.n_ranks = width, n_ranks
+        for name in _ARRAYS[1:]:  # plain views of the mapping: np.memmap slices cost more
+            setattr(cache, name, arrays[name].view(np.ndarray))
+        cache.valid = np.ones(n, bool)
+        cache.hits = cache.misses = 0
+        return cache
 
     def invalidate(self, users: np.ndarray) -> int:
         """Drop ``users``' rows (their history changed); returns how many were valid."""

@@ -189,6 +189,7 @@ def run_sweep(
     workers: int = 1,
     model_threads: int | None = None,
     candidate_cache: bool = True,
+    candidate_cache_dir: str | Path | None = None,
     data: str | Path | None = None,
     seed: int = 0,
     timeout_s: float = 5.0,
@@ -215,6 +216,7 @@ def run_sweep(
         workers=workers,
         model_threads=model_threads,
         candidate_cache=candidate_cache,
+        candidate_cache_dir=candidate_cache_dir,
         ready_timeout_s=1800.0,
     ) as server:
         log(f"server ready on {server.url} (pid {server.proc.pid if server.proc else '?'})")

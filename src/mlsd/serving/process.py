@@ -54,6 +54,7 @@ class ServerProcess:
         event_log: str | Path | None = None,
         online_store: str = "memory",
         candidate_cache: bool = True,
+        candidate_cache_dir: str | Path | None = None,
         env: dict[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         log_path: str | Path | None = None,
@@ -70,6 +71,8 @@ class ServerProcess:
             cmd += ["--event-log", str(event_log)]
         if not candidate_cache:
             cmd += ["--no-candidate-cache"]
+        if candidate_cache_dir is not None:
+            cmd += ["--candidate-cache-dir", str(candidate_cache_dir)]
         self.cmd = cmd
         self.env = {**os.environ, **(env or {})}
         self.env.pop("MLSD_API_KEY", None)
