@@ -65,6 +65,21 @@ def serve(
             "(~4 ms of CPU a user) and memory (~26 bytes a candidate).",
         ),
     ] = True,
+    candidate_cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the retrieved-ahead candidates in this directory between starts: reused "
+            "(memory-mapped, seconds) when saved there for this model and mlsd version, else "
+            "retrieved and saved there.",
+        ),
+    ] = None,
+    max_requests_per_connection: Annotated[
+        int,
+        typer.Option(
+            help="Ask a client to reconnect after this many requests on one keep-alive "
+            "connection (0: never), so that the kernel spreads load across --workers again.",
+        ),
+    ] = 100,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request (costs latency).")] = False,
 ) -> None:
@@ -85,6 +100,8 @@ def serve(
             workers=workers,
             model_threads=threads,
             candidate_cache=candidate_cache,
+            candidate_cache_dir=candidate_cache_dir,
+            max_requests_per_connection=max_requests_per_connection,
         )
 
         def ready(what: str) -> None:

@@ -257,3 +257,52 @@ def test_openapi_is_complete(client: TestClient) -> None:
     for name, schema in spec["components"]["schemas"].items():
         assert schema.get("examples"), name
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == API_KEY_HEADER
+
+
+def test_a_keep_alive_connection_is_recycled_after_max_requests() -> None:
+    # Workers on SO_REUSEPORT sockets are handed connections, not requests: the server asks a
+    # client to reconnect after max_requests_per_connection, so that the kernel spreads the
+    # load again. On a real socket: the 3rd response says close and the server closes.
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from mlsd.serving.process import free_port
+
+    app = create_app(TinyModel(), max_requests_per_connection=3, model_threads=0)
+    port = free_port("127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    body = b'{"user_id": 7, "k": 2}'
+    raw = (
+        b"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            closes = []
+            for _ in range(3):
+                sock.sendall(raw)
+                status = f.readline()
+                headers = {}
+                while (line := f.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip().lower()
+                f.read(int(headers["content-length"]))
+                assert status.startswith(b"HTTP/1.1 200")
+                closes.append(headers.get("connection") == "close")
+            assert closes == [False, False, True]
+            assert f.read(1) == b""  # and the server closed the connection
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # a new one
+            sock.sendall(raw)
+            assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        th.join(10)

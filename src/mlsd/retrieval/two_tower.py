@@ -440,7 +440,8 @@ class TwoTowerSource:
         hv = self.catalog_.index(items) + 1
         self.unknown_history_ids_ += int(((hv == 0) & (items != PAD)).sum())
         c, net = self._codes, self.net_
-        net.eval()
+        if net.training:  # eval() walks every module: ~0.4 ms, a tenth of a request
+            net.eval()
         with _inference_threads(self.num_threads):
             out = net.user_tower(
                 torch.from_numpy(hash_ids(users, self.n_user_buckets)),

@@ -50,6 +50,7 @@ from mlsd.serving.service import ModelHolder, RequestCtx, Servable, ServedItem
 
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 1000-event batch is ~200 KB
+DEFAULT_MAX_REQUESTS_PER_CONNECTION = 100  # nginx's keepalive_requests before 1.19.10
 DEFAULT_MODEL_THREADS = 2
 T = TypeVar("T")
 
@@ -165,6 +166,48 @@ class _TooLarge(Exception):
     pass
 
 
+class ConnectionRecycle:
+    """ASGI middleware: after ``max_requests`` responses on one keep-alive connection, ask the
+    client to reconnect (``Connection: close`` on the last one), as nginx's
+    ``keepalive_requests`` does.
+
+    Worker processes listening on their own ``SO_REUSEPORT`` sockets get *connections* from
+    the kernel's hash, not requests: a client holding eight long-lived connections sends one
+    worker six of them a fifth of the time, and that worker queues while the other idles. A
+    reconnect is hashed afresh, so over a few seconds the load evens out. Connections are told
+    apart by the client's address and port (a new connection reusing a port may be recycled
+    early: harmless).
+    """
+
+    def __init__(self, app: ASGIApp, max_requests: int) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.served: dict[tuple[Any, ...], int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] != "http" or not client or self.max_requests <= 0:
+            await self.app(scope, receive, send)
+            return
+        key = tuple(client)
+        n = self.served.get(key, 0) + 1
+        if n < self.max_requests:
+            if len(self.served) > 65_536:  # entries of connections the client closed
+                self.served.clear()
+            self.served[key] = n
+            await self.app(scope, receive, send)
+            return
+        self.served.pop(key, None)
+
+        async def send_close(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                headers = [h for h in msg.get("headers", []) if h[0].lower() != b"connection"]
+                msg = {**msg, "headers": [*headers, (b"connection", b"close")]}
+            await send(msg)
+
+        await self.app(scope, receive, send_close)
+
+
 class Timing:
     """ASGI middleware: request latency and error counts per route template.
 
@@ -224,6 +267,7 @@ def create_app(
     event_log: EventLog | None = None,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION,
     model_threads: int = DEFAULT_MODEL_THREADS,
 ) -> FastAPI:
     """Build the service around a loaded ``model``.
@@ -233,6 +277,8 @@ def create_app(
     (fsync'd before the 2xx); ``api_key`` protects the write endpoints (``/v1/events``,
     ``/admin/*``): without one configured they answer 403 to everyone. ``model_threads``
     sizes the thread pool that runs model calls (0: run them on the event loop).
+    ``max_requests_per_connection`` (0: no limit) bounds a keep-alive connection's requests
+    (see :class:`ConnectionRecycle`).
     """
     if model_threads < 0:
         raise ValueError(f"model_threads {model_threads}; expected >= 0")
@@ -269,6 +315,7 @@ def create_app(
     app.state.holder = holder
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(ConnectionRecycle, max_requests=max_requests_per_connection)
 
     api_key_header = APIKeyHeader(
         name=API_KEY_HEADER,

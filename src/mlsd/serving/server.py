@@ -26,8 +26,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
+from mlsd.retrieval.cache import CacheMismatch
 from mlsd.serving import prefork
-from mlsd.serving.app import DEFAULT_MODEL_THREADS, create_app, single_threaded_kernels
+from mlsd.serving.app import (
+    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+    DEFAULT_MODEL_THREADS,
+    create_app,
+    single_threaded_kernels,
+)
 from mlsd.serving.bundle import load_bundle, verify_bundle
 from mlsd.serving.eventlog import EventLog
 
@@ -38,7 +44,10 @@ ENV_EVENT_LOG = "MLSD_EVENT_LOG"
 ENV_WORKERS = "MLSD_WORKERS"
 ENV_THREADS = "MLSD_MODEL_THREADS"
 ENV_CACHE = "MLSD_CANDIDATE_CACHE"
+ENV_CACHE_DIR = "MLSD_CANDIDATE_CACHE_DIR"
+ENV_MAX_REQUESTS = "MLSD_MAX_REQUESTS_PER_CONNECTION"
 PRECOMPUTE_THREADS = 2
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class ServeSettings:
     workers: int = 1
     model_threads: int = DEFAULT_MODEL_THREADS
     candidate_cache: bool = True
+    candidate_cache_dir: Path | None = None
+    max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -67,8 +78,11 @@ class ServeSettings:
             ENV_STORE: self.online_store,
             ENV_WORKERS: str(self.workers),
             ENV_THREADS: str(self.model_threads),
+            ENV_MAX_REQUESTS: str(self.max_requests_per_connection),
             ENV_CACHE: "1" if self.candidate_cache else "0",
         }
+        if self.candidate_cache_dir is not None:
+            env[ENV_CACHE_DIR] = str(self.candidate_cache_dir)
         if self.api_key is not None:
             env[ENV_API_KEY] = self.api_key
         if self.event_log is not None:
@@ -81,6 +95,7 @@ class ServeSettings:
         if not model:
             raise ConfigError(f"{ENV_MODEL} is not set; it names the model bundle to serve")
         log = os.environ.get(ENV_EVENT_LOG)
+        cache_dir = os.environ.get(ENV_CACHE_DIR)
         return cls(
             model_dir=Path(model),
             online_store=os.environ.get(ENV_STORE, "memory"),
@@ -88,7 +103,11 @@ class ServeSettings:
             event_log=Path(log) if log else None,
             workers=int(os.environ.get(ENV_WORKERS, "1")),
             model_threads=int(os.environ.get(ENV_THREADS, str(DEFAULT_MODEL_THREADS))),
+            max_requests_per_connection=int(
+                os.environ.get(ENV_MAX_REQUESTS, str(DEFAULT_MAX_REQUESTS_PER_CONNECTION))
+            ),
             candidate_cache=os.environ.get(ENV_CACHE, "1") != "0",
+            candidate_cache_dir=Path(cache_dir) if cache_dir else None,
         )
 
 
@@ -113,11 +132,14 @@ class _NoReloadAcrossWorkers:
         )
 
 
-def prepare(model: Any, *, candidate_cache: bool = True) -> Any:
+def prepare(
+    model: Any, *, candidate_cache: bool = True, cache_dir: str | Path | None = None
+) -> Any:
     """Serving-only preparation of a loaded model: its ranker compiled to native code (see
     :meth:`mlsd.ranking.GBDTRanker.compile`; LightGBM is kept when that is not possible) and,
     with ``candidate_cache``, every known user's candidates retrieved ahead (see
-    :meth:`mlsd.pipeline.Recommender.precompute_candidates`). Reports each step on stderr."""
+    :meth:`mlsd.pipeline.Recommender.precompute_candidates`), reused from ``cache_dir`` when
+    saved there for this model, else computed and saved there. Reports each step on stderr."""
     ranker = getattr(model, "ranker_", None)
     if ranker is not None and hasattr(ranker, "compile"):
         t0 = time.perf_counter()
@@ -125,7 +147,18 @@ def prepare(model: Any, *, candidate_cache: bool = True) -> Any:
         _say(f"ranker {'compiled' if ok else 'NOT compiled'} in {time.perf_counter() - t0:.1f} s")
     if candidate_cache and hasattr(model, "precompute_candidates"):
         t0 = time.perf_counter()
-        cache = model.precompute_candidates(threads=PRECOMPUTE_THREADS)
+        if cache_dir is not None and Path(cache_dir, "meta.json").is_file():
+            try:
+                cache = model.load_candidate_cache(cache_dir)
+            except CacheMismatch as e:
+                _say(f"candidate cache not reused ({e}); retrieving again")
+            else:
+                _say(
+                    f"candidates of {len(cache.users):,} users memory-mapped from {cache_dir} "
+                    f"in {time.perf_counter() - t0:.1f} s"
+                )
+                return model
+        cache = model.precompute_candidates(threads=PRECOMPUTE_THREADS, directory=cache_dir)
         _say(
             f"candidates of {len(cache.users):,} users retrieved ahead in "
             f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
@@ -143,7 +176,11 @@ def _loader(settings: ServeSettings) -> Any:
     kwargs = load_kwargs(settings.online_store)
 
     def load(model_dir: str | Path) -> Any:
-        return prepare(load_bundle(model_dir, **kwargs), candidate_cache=settings.candidate_cache)
+        return prepare(
+            load_bundle(model_dir, **kwargs),
+            candidate_cache=settings.candidate_cache,
+            cache_dir=settings.candidate_cache_dir,
+        )
 
     return load
 
@@ -151,6 +188,11 @@ def _loader(settings: ServeSettings) -> Any:
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
     single_threaded_kernels()
+    if settings.model_threads:
+        # A model thread computing the next request holds the GIL while the event loop waits
+        # for it to send a finished response; CPython hands it over only after the switch
+        # interval (5 ms by default): up to that much added to each response under load.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     reload = _loader(settings)
     if model is None:
         model = reload(settings.model_dir)
@@ -163,6 +205,7 @@ def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
         event_log=log,
         api_key=settings.api_key,
         model_threads=settings.model_threads,
+        max_requests_per_connection=settings.max_requests_per_connection,
     )
 
 
