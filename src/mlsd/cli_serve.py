@@ -77,9 +77,10 @@ def serve(
         int,
         typer.Option(
             help="Ask a client to reconnect after this many requests on one keep-alive "
-            "connection (0: never), so that the kernel spreads load across --workers again.",
+            "connection (0: never), so that the kernel spreads load across --workers again "
+            "(nginx's keepalive_requests).",
         ),
-    ] = 100,
+    ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request (costs latency).")] = False,
 ) -> None:

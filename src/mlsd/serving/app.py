@@ -50,7 +50,7 @@ from mlsd.serving.service import ModelHolder, RequestCtx, Servable, ServedItem
 
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 1000-event batch is ~200 KB
-DEFAULT_MAX_REQUESTS_PER_CONNECTION = 100  # nginx's keepalive_requests before 1.19.10
+DEFAULT_MAX_REQUESTS_PER_CONNECTION = 0  # no limit (see ConnectionRecycle)
 DEFAULT_MODEL_THREADS = 2
 T = TypeVar("T")
 
@@ -174,9 +174,11 @@ class ConnectionRecycle:
     Worker processes listening on their own ``SO_REUSEPORT`` sockets get *connections* from
     the kernel's hash, not requests: a client holding eight long-lived connections sends one
     worker six of them a fifth of the time, and that worker queues while the other idles. A
-    reconnect is hashed afresh, so over a few seconds the load evens out. Connections are told
-    apart by the client's address and port (a new connection reusing a port may be recycled
-    early: harmless).
+    reconnect is hashed afresh, so over time the load evens out. Connections are told apart by
+    the client's address and port (a new connection reusing a port may be recycled early:
+    harmless). Off by default: on the ``large`` benchmark at 200 requests/s (8 client
+    connections, 2 workers) recycling every 100 requests split a minute's requests 49/51 and
+    43/57 (42/58 without) and those runs had worse tails (p99 82-83 ms against 27-34 ms).
     """
 
     def __init__(self, app: ASGIApp, max_requests: int) -> None:

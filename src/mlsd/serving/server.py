@@ -47,7 +47,6 @@ ENV_CACHE = "MLSD_CANDIDATE_CACHE"
 ENV_CACHE_DIR = "MLSD_CANDIDATE_CACHE_DIR"
 ENV_MAX_REQUESTS = "MLSD_MAX_REQUESTS_PER_CONNECTION"
 PRECOMPUTE_THREADS = 2
-GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -188,11 +187,6 @@ def _loader(settings: ServeSettings) -> Any:
 def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
     single_threaded_kernels()
-    if settings.model_threads:
-        # A model thread computing the next request holds the GIL while the event loop waits
-        # for it to send a finished response; CPython hands it over only after the switch
-        # interval (5 ms by default): up to that much added to each response under load.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     reload = _loader(settings)
     if model is None:
         model = reload(settings.model_dir)
