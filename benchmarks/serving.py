@@ -19,7 +19,8 @@ Goal (issue 6): large catalog, 500 candidates ranked, k=20, 200 rps for 60 s on 
         # one server, one run per rate: results/serving_large_<rate>rps.json each
 
 The server retrieves every known user's candidates ahead before it reports ready (on `large`
-~16 min on 2 cores; ``--no-candidate-cache`` skips that and retrieves on every request).
+~20 min on 2 cores; ``--no-candidate-cache`` skips that and retrieves on every request);
+``--candidate-cache-dir DIR`` keeps them there, so the next run memory-maps them in seconds.
 """
 
 from __future__ import annotations

@@ -138,6 +138,10 @@ def bench_serve(
     candidate_cache: Annotated[
         bool, typer.Option(help="Serve with known users' candidates retrieved ahead.")
     ] = True,
+    candidate_cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep those candidates there between runs (see `mlsd serve`)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the user sampling.")] = 0,
     out: Annotated[Path, typer.Option(help="Where to write the JSON result.")] = Path(
         "benchmarks/results/serving.json"
@@ -160,6 +164,7 @@ def bench_serve(
             workers=workers,
             model_threads=threads,
             candidate_cache=candidate_cache,
+            candidate_cache_dir=candidate_cache_dir,
             data=data,
             seed=seed,
             log=lambda m: err_console.print(m, markup=False),

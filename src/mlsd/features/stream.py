@@ -189,13 +189,14 @@ class _EntityState:
 class _RequestPlan:
     """``request_features``' work for one feature list: the stored entities to read (feature
     names per entity, in read order), per entity the columns of the read that go straight to
-    the output and the inputs that request-time features need (``(name, column, width)``,
-    width 0 for a scalar), and the request-time features in dependency order with their
-    output column (None: an input only)."""
+    the output and the inputs that request-time features need (``(name, column, width,
+    vector)``; a vector may have width 0, e.g. topic shares without topics), and the
+    request-time features in dependency order with their output column (None: an input
+    only)."""
 
     width: int
     by_entity: dict[str, list[str]]
-    entities: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, int, int]]]]
+    entities: dict[str, tuple[np.ndarray, np.ndarray, list[tuple[str, int, int, bool]]]]
     request: list[tuple[Feature, int | None]]
 
     @classmethod
@@ -231,7 +232,7 @@ class _RequestPlan:
                     val_cols.append(j)
                     out_cols.append(out_col[name])
                 if name in read_by_request:
-                    inputs.append((name, j, w if vector else 0))
+                    inputs.append((name, j, w, vector))
                 j += w
             entities[entity] = (np.array(val_cols, np.int64), np.array(out_cols, np.int64), inputs)
         request = [(f, out_col.get(f.name)) for f in feats if f.source == "request"]
@@ -459,8 +460,8 @@ class OnlineFeatures:
                 vals = full
             if len(out_cols):  # every stored output column of the entity in one gather
                 out[:, out_cols] = vals[:, val_cols]
-            for name, j, w in inputs:  # what request-time features read
-                x[name] = vals[:, j : j + w] if w else vals[:, j]
+            for name, j, w, vector in inputs:  # what request-time features read
+                x[name] = vals[:, j : j + w] if vector else vals[:, j]
         for f, col in plan.request:
             v = self._compute(f, x).astype(np.float32)
             x[f.name] = v
