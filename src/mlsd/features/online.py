@@ -226,9 +226,9 @@ class MemoryStore(_LayoutsMixin):
     Entities keyed by one small non-negative integer (ids below 2**23) also keep a dense
     key -> row array, so ``get`` of 1 + 500 keys is a few vectorised gathers. (user, creator)
     pairs keep a sorted array of packed keys (``user << 32 | creator``) besides the dict, built
-    at the first read and extended by a small overlay of the pairs written since, so that a
-    request's 500 pairs of one user are two binary searches and a gather, not 500 dict
-    lookups. Not shared between processes; not thread-safe for concurrent writers.
+    at the first (bulk) write, else at the first read, and extended by a small overlay of the
+    pairs written since, so that a request's 500 pairs of one user are two binary searches and
+    a gather, not 500 dict lookups. Not shared between processes; not thread-safe for concurrent writers.
     """
 
     def __init__(self) -> None:
