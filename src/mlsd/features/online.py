@@ -228,7 +228,8 @@ class MemoryStore(_LayoutsMixin):
     pairs keep a sorted array of packed keys (``user << 32 | creator``) besides the dict, built
     at the first (bulk) write, else at the first read, and extended by a small overlay of the
     pairs written since, so that a request's 500 pairs of one user are two binary searches and
-    a gather, not 500 dict lookups. Not shared between processes; not thread-safe for concurrent writers.
+    a gather, not 500 dict lookups. Not shared between processes; not thread-safe for
+    concurrent writers.
     """
 
     def __init__(self) -> None:

@@ -172,8 +172,9 @@ class ConnectionRecycle:
     ``keepalive_requests`` does.
 
     Worker processes listening on their own ``SO_REUSEPORT`` sockets get *connections* from
-    the kernel's hash, not requests: a client holding eight long-lived connections sends one
-    worker six of them a fifth of the time, and that worker queues while the other idles. A
+    the kernel's hash, not requests: a client holding eight long-lived connections to two
+    workers leaves six or more on one of them 29% of the time (binomial), and that worker
+    queues while the other idles. A
     reconnect is hashed afresh, so over time the load evens out. Connections are told apart by
     the client's address and port (a new connection reusing a port may be recycled early:
     harmless). Off by default: on the ``large`` benchmark at 200 requests/s (8 client
