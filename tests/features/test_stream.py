@@ -10,6 +10,7 @@ import pytest
 
 from mlsd.data.dataset import Dataset
 from mlsd.features.definitions import VIDEO_REC
+from mlsd.features.errors import FeatureStoreError
 from mlsd.features.online import MemoryStore, OnlineStore
 from mlsd.features.stream import materialize
 
@@ -113,6 +114,12 @@ def test_request_features_match_training_columns(tiny: Dataset) -> None:
     )
     np.testing.assert_array_equal(y, [[0.0, 0.0, -1.0]])
     assert store.stats.unknown_keys == before + 2
+
+
+def test_a_vector_feature_is_not_a_matrix_column() -> None:
+    online = materialize(_base(), MemoryStore())
+    with pytest.raises(FeatureStoreError, match="'user_topic_affinity' is a vector"):
+        online.request_features(1, [1], 0, features=["video_plays_7d", "user_topic_affinity"])
 
 
 def test_request_time_features_use_the_request_time() -> None:

@@ -113,8 +113,14 @@ def arrange(
     # end: the top k of a 500-item slate comes from its first few dozen items, and positions
     # never scanned keep their place (nothing before them moves past them), so the result is
     # the one of a scan of the whole slate. The bookkeeping below is then O(window), not O(n).
-    nxt = min(n, _WINDOW)
-    pending = list(range(nxt))  # not placed yet, in slate order (within the window)
+    nxt = 0  # the first position not scanned yet
+
+    def next_window() -> range:
+        nonlocal nxt
+        lo, nxt = nxt, min(n, nxt + _WINDOW)
+        return range(lo, nxt)
+
+    pending = list(next_window())  # not placed yet, in slate order (within the window)
     parked: list[int] = []  # not placed, and their creator is at the cap: never will be
     top: list[int] = []
     why: dict[int, tuple[str, int]] = {}
@@ -122,7 +128,7 @@ def arrange(
     prev = -1
     for p in range(k):
         if not pending and nxt < n:
-            pending, nxt = list(range(nxt, min(n, nxt + _WINDOW))), min(n, nxt + _WINDOW)
+            pending = list(next_window())
         if not pending:  # parked items cannot fill position p either
             dropped, parked = parked, []
             break
@@ -131,8 +137,7 @@ def arrange(
         infeasible: set[int] = set()
         for idx, q in enumerate(pending):
             if idx == len(pending) - 1 and nxt < n:  # the loop goes on into the extension
-                pending.extend(range(nxt, min(n, nxt + _WINDOW)))
-                nxt = min(n, nxt + _WINDOW)
+                pending.extend(next_window())
             c = cre[q]
             if c >= 0:
                 if avail[c] == 0:

@@ -174,12 +174,12 @@ class ConnectionRecycle:
     Worker processes listening on their own ``SO_REUSEPORT`` sockets get *connections* from
     the kernel's hash, not requests: a client holding eight long-lived connections to two
     workers leaves six or more on one of them 29% of the time (binomial), and that worker
-    queues while the other idles. A
-    reconnect is hashed afresh, so over time the load evens out. Connections are told apart by
-    the client's address and port (a new connection reusing a port may be recycled early:
-    harmless). Off by default: on the ``large`` benchmark at 200 requests/s (8 client
-    connections, 2 workers) recycling every 100 requests split a minute's requests 49/51 and
-    43/57 (42/58 without) and those runs had worse tails (p99 82-83 ms against 27-34 ms).
+    queues while the other idles. A reconnect is hashed afresh, so over time the load evens
+    out. Connections are told apart by the client's address and port (a new connection reusing
+    a port may be recycled early: harmless). Off by default: on the ``large`` benchmark at 200
+    requests/s (8 client connections, 2 workers) recycling every 100 requests split a minute's
+    requests 49/51 and 43/57 (42/58 without) and those runs had worse tails (p99 82-83 ms
+    against 27-34 ms).
     """
 
     def __init__(self, app: ASGIApp, max_requests: int) -> None:

@@ -153,13 +153,13 @@ def prepare(
                 _say(f"candidate cache not reused ({e}); retrieving again")
             else:
                 _say(
-                    f"candidates of {len(cache.users):,} users memory-mapped from {cache_dir} "
-                    f"in {time.perf_counter() - t0:.1f} s"
+                    f"{len(cache.users):,} candidate rows (users, new-user buckets) "
+                    f"memory-mapped from {cache_dir} in {time.perf_counter() - t0:.1f} s"
                 )
                 return model
         cache = model.precompute_candidates(threads=PRECOMPUTE_THREADS, directory=cache_dir)
         _say(
-            f"candidates of {len(cache.users):,} users retrieved ahead in "
+            f"{len(cache.users):,} candidate rows (users, new-user buckets) retrieved ahead in "
             f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
         )
     return model
