@@ -178,8 +178,8 @@ def test_preforked_workers_restart_and_reload_on_sighup(
     def versions(c: httpx.Client, n: int = 20) -> set[str]:
         out = set()
         for _ in range(n):
-            # a new connection each time, retried once if reset: a worker that stops drops the
-            # connections still queued on its own socket (SO_REUSEPORT), as a crash would
+            # a new connection each time, retried once if reset: a worker that stops closes
+            # the connections handed to it but not yet taken, as a crash would
             for attempt in range(2):
                 try:
                     r = c.post(
@@ -228,3 +228,43 @@ def test_preforked_workers_restart_and_reload_on_sighup(
         assert versions(c) == {"stub-v2"} and {p.pid for p in sup.children()} == before
     assert server.proc is not None and server.proc.returncode == 0
     assert "reload failed" in server.log_path.read_text()
+
+
+@pytest.mark.server
+def test_workers_get_connections_in_turn(
+    stub_bundle: Path, server_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The supervisor hands connections to the workers in turn: eight keep-alive connections
+    are split 4/4 (the kernel's SO_REUSEPORT hash splits eight 4/4 only 27% of the time), and
+    every one of them is served."""
+    import socket
+
+    import psutil
+
+    server = ServerProcess(stub_bundle, workers=2, env=server_env, log_path=tmp_path / "s.log")
+    with server as s:
+        assert s.proc is not None
+        workers = psutil.Process(s.proc.pid).children()
+        assert len(workers) == 2
+        body = b'{"user_id":1,"k":3}'
+        request = (
+            b"POST /v1/recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        conns = [socket.create_connection((s.host, s.port), timeout=10) for _ in range(8)]
+        try:
+            for c in conns:
+                c.sendall(request)
+                assert c.recv(65536).startswith(b"HTTP/1.1 200")
+
+            def established(p: psutil.Process) -> int:
+                return sum(
+                    1 for x in p.net_connections("tcp")
+                    if x.status == psutil.CONN_ESTABLISHED and x.laddr.port == s.port
+                )  # fmt: skip
+
+            assert sorted(established(w) for w in workers) == [4, 4]
+            assert established(psutil.Process(s.proc.pid)) == 0  # the supervisor kept none
+        finally:
+            for c in conns:
+                c.close()

@@ -272,13 +272,13 @@ def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: An
     def load() -> Any:
         return loader(settings.model_dir)
 
-    def serve(model: Any, sock: Any) -> None:
+    def serve(model: Any, channel: Any) -> None:
         app = build_app(settings, model=model)  # /admin/reload refused: several workers
-        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        prefork.HandedServer(uvicorn.Config(app, **common), channel).run()
 
     model = load()
     try:
-        sock = prefork.bind(common["host"], common["port"], listen=not prefork.reuse_port())
+        sock = prefork.bind(common["host"], common["port"])
     except OSError as e:
         raise MlsdError(f"cannot listen on {common['host']}:{common['port']}: {e}") from e
     sup = prefork.Supervisor(load=load, serve=serve, sock=sock, workers=settings.workers)
