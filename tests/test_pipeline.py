@@ -95,6 +95,17 @@ def test_serve_explains_and_cold_start(rec: Recommender) -> None:
     assert set(s.stage_ms) >= {"retrieval", "features", "ranking", "rerank", "total"}
     cold = rec.serve(10**9, 10, RequestCtx(rec.now_ms_))
     assert cold.cold_start and not cold.degraded and len(cold.items) == 10
+    # without explain the same slate, without the (costly) rule-action log
+    ctx = RequestCtx(rec.now_ms_, device="mobile", surface="home")
+    logged = 0
+    for v in rec.history_.users()[:20].tolist():
+        a, b = rec.serve(v, 10, ctx, explain=True), rec.serve(v, 10, ctx)
+        assert [(i.video_id, i.score, i.source, i.exploration) for i in a.items] == [
+            (i.video_id, i.score, i.source, i.exploration) for i in b.items
+        ]
+        assert not any(i.actions or i.components for i in b.items)
+        logged += sum(len(i.actions) for i in a.items)
+    assert logged > 0  # explanations do carry the rules' actions
 
 
 def test_feature_store_failure_degrades_to_retrieval_order(

@@ -780,7 +780,7 @@ class Recommender:
             features=self.feature_names_,
         )
 
-    def _context(self, user_id: int, k: int, t_ms: int) -> RuleContext:
+    def _context(self, user_id: int, k: int, t_ms: int, explain: bool = True) -> RuleContext:
         watched = self.seen_.recent(np.array([user_id], np.int64))[0][0]
         watched = watched[watched != PAD]
         blocked = self.blocked_.get(int(user_id))
@@ -794,6 +794,7 @@ class Recommender:
             blocked_creators=np.array(sorted(blocked), np.int64)
             if blocked
             else np.zeros(0, np.int64),
+            explain=explain,
         )
 
     def recommend_batch(
@@ -948,7 +949,7 @@ class Recommender:
             )
             t0 = time.perf_counter()
             try:
-                out = chain.apply(slate, self._context(int(user_id), k, ctx.time_ms))
+                out = chain.apply(slate, self._context(int(user_id), k, ctx.time_ms, explain))
             except Exception as e:
                 reason = reason or f"re-ranking failed: {type(e).__name__}"
                 out = slate.truncate(k)

@@ -3,6 +3,7 @@ generated catalogs, slates and requests (including after the full default chain)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -107,6 +108,21 @@ def test_rule_contract(name: str, case: Case) -> None:
                 assert inp.items[act.from_pos] == act.item
             if act.to_pos is not None:
                 assert out.items[act.to_pos] == act.item
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@settings(max_examples=40, deadline=None)
+@given(case=cases())
+def test_without_explain_the_slate_is_the_same_and_drops_are_still_logged(
+    name: str, case: Case
+) -> None:
+    """``RuleContext.explain=False`` (serving without explanations) leaves out only the
+    ``moved`` and ``inserted`` actions."""
+    full = RULES[name](case).apply(case.slate, case.ctx())
+    lean = RULES[name](case).apply(case.slate, dataclasses.replace(case.ctx(), explain=False))
+    for a, b in zip(_copy(full), _copy(lean), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert lean.actions == tuple(a for a in full.actions if a.action == "dropped")
 
 
 @settings(max_examples=150, deadline=None)

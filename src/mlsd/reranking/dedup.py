@@ -238,6 +238,8 @@ class CreatorDedup:
         order = np.array(top + rest, dtype=np.int64)
         to_pos = np.full(n, -1, np.int64)
         to_pos[order] = np.arange(len(order))
+        if not ctx.explain:  # the drops only (see RuleContext.explain)
+            why = {}
         return slate.take(order, self._log(slate, ctx, cre, k, to_pos, why, dropped))
 
     def _log(

@@ -171,6 +171,8 @@ class TopicDiversity:
         taken = np.zeros(n, bool)
         taken[picks] = True
         order = np.concatenate([np.array(picks, np.int64), np.flatnonzero(~taken)])
+        if not ctx.explain:  # nothing dropped; moves logged for explanations only
+            return slate.take(order)
         return slate.take(order, self._actions(slate, order, k, sims, topic, ctx))
 
     def _actions(

@@ -182,19 +182,17 @@ class Exploration:
         items = np.concatenate([slate.items, pool_items])[order]
         explore = np.concatenate([slate.exploration, np.zeros(n_pool, bool)])
         explore[chosen] = True
-        prop = f"drawn at random, {m} of {n_cand} eligible (p={m / n_cand:.3g})"
-        how = prop if self.pick == "random" else f"best-scored {m} of {n_cand} eligible"
-        actions = [
-            RuleAction(
-                self.name,
-                int(items[p]),
-                "inserted",
-                f"exploration slot: {self._why(int(items[p]), cat, now)}; {how}",
-                int(c) if c < n else None,
-                int(p),
-            )
-            for p, c in zip(positions.tolist(), chosen.tolist(), strict=True)
-        ]
+        actions: list[RuleAction] = []
+        if ctx.explain:  # see RuleContext.explain
+            prop = f"drawn at random, {m} of {n_cand} eligible (p={m / n_cand:.3g})"
+            how = prop if self.pick == "random" else f"best-scored {m} of {n_cand} eligible"
+            for p, c in zip(positions.tolist(), chosen.tolist(), strict=True):
+                why = f"exploration slot: {self._why(int(items[p]), cat, now)}; {how}"
+                actions.append(
+                    RuleAction(
+                        self.name, int(items[p]), "inserted", why, int(c) if c < n else None, int(p)
+                    )
+                )
         return Slate(
             items=items,
             scores=np.concatenate([slate.scores, np.full(n_pool, np.nan)])[order],
