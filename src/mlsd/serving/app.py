@@ -358,15 +358,15 @@ class ConnectionRecycle:
     client to reconnect (``Connection: close`` on the last one), as nginx's
     ``keepalive_requests`` does.
 
-    Worker processes listening on their own ``SO_REUSEPORT`` sockets get *connections* from
-    the kernel's hash, not requests: a client holding eight long-lived connections to two
-    workers leaves six or more on one of them 29% of the time (binomial), and that worker
-    queues while the other idles. A reconnect is hashed afresh, so over time the load evens
-    out. Connections are told apart by the client's address and port (a new connection reusing
-    a port may be recycled early: harmless). Off by default: on the ``large`` benchmark at 200
-    requests/s (8 client connections, 2 workers) recycling every 100 requests split a minute's
-    requests 49/51 and 43/57 (42/58 without) and those runs had worse tails (p99 82-83 ms
-    against 27-34 ms).
+    Worker processes get *connections*, not requests: a client's long-lived connections pin
+    its load to the workers they went to. The pre-forked supervisor hands connections out in
+    turn (:mod:`.prefork`), which splits one client's connections evenly; recycling also
+    spreads the load of clients that come and go, and lets a load balancer in front rebalance.
+    Connections are told apart by the client's address and port (a new connection reusing a
+    port may be recycled early: harmless). Off by default: on the ``large`` benchmark at 200
+    requests/s (8 client connections, 2 workers each listening with ``SO_REUSEPORT``, before
+    the hand-out) recycling every 100 requests split a minute's requests 49/51 and 43/57
+    (42/58 without) and those runs had worse tails (p99 82-83 ms against 27-34 ms).
     """
 
     def __init__(self, app: ASGIApp, max_requests: int) -> None:
