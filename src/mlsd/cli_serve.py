@@ -30,8 +30,9 @@ ThreadsOpt = Annotated[
     int,
     typer.Option(
         "--threads",
-        help="Threads per worker running model calls (0: on the event loop, best for a model "
-        "of a millisecond or two).",
+        help="Threads per worker running model calls. 0: on the event loop, no hand-off to a "
+        "thread (~0.3 ms less a request, the lowest latency with one worker per core), but a "
+        "request's wait behind others is not seen, so overload is not shed to the fallback.",
     ),
 ]
 

@@ -18,8 +18,8 @@ write to, and so copy, every object's header). This is gunicorn's ``--preload`` 
   the time) or to whichever worker wakes first (a shared socket: a burst can all go to one);
   measured on ``large`` at 200 requests/s, 42/58 splits and a busier worker that queued. Round
   robin splits them exactly (4/4); a client that reuses its least recently used connection
-  then spreads its requests evenly too. Accepting costs the supervisor a few microseconds a
-  *connection*, not a request.
+  then spreads its requests evenly too. The supervisor's cost is an ``accept`` and a
+  ``sendmsg`` per *connection*, not per request.
 - A worker that dies is forked again from the loaded model (at most ``max_restarts`` times
   within a minute: a worker that keeps dying is a bug, and the supervisor then stops).
 - SIGTERM or SIGINT: the supervisor stops accepting, the workers stop gracefully (in-flight
@@ -105,7 +105,7 @@ def taken(channel: socket.socket) -> list[socket.socket] | None:
         for fd in fds:
             conn = socket.socket(fileno=fd)
             conn.setblocking(False)
-            with contextlib.suppress(OSError):  # an AF_UNIX test client has no Nagle
+            with contextlib.suppress(OSError):  # small responses go out at once
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             out.append(conn)
 
