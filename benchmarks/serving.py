@@ -14,9 +14,11 @@ Goal (issue 6): large catalog, 500 candidates ranked, k=20, 200 rps for 60 s on 
 
     python benchmarks/serving.py --model runs/large-bundle --data data/large
     python benchmarks/serving.py --model runs/large-bundle --rate 400 --duration 30 --workers 2
-    python benchmarks/serving.py --model runs/large-bundle --rates 50,100,150,200 --workers 2 \
-        --threads 1 --name serving_large
-        # one server, one run per rate: results/serving_large_<rate>rps.json each
+    python benchmarks/serving.py --model runs/large-bundle --rates 100,150,200 --duration 60 \
+        --warmup 30 --workers 2 --threads 0 --candidate-cache-dir runs/large-cache \
+        --name serving_large_cache
+        # the README's rows: one server, one run per rate (results/serving_large_cache_<rate>rps
+        # .json each); the cache directory is filled at the first start and reused after
 
 The server retrieves every known user's candidates ahead before it reports ready (on `large`
 ~20 min on 2 cores; ``--no-candidate-cache`` skips that and retrieves on every request);
