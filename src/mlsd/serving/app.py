@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsd.data.schema import validate
 from mlsd.errors import MlsdError
+from mlsd.serving.arrival import arrival
 from mlsd.serving.eventlog import EventLog
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.schemas import (
@@ -263,7 +264,7 @@ class FastRecommendations:
         ):
             await self.app(scope, receive, send)
             return
-        received = time.perf_counter()
+        received = arrival(scope)
         chunks: list[bytes] = []
         while True:
             msg = await receive()
@@ -605,14 +606,14 @@ def create_app(
         response_model=RecommendationResponse,
         responses=_BODY,
     )
-    async def recommendations(req: RecommendationRequest) -> Response:
+    async def recommendations(req: RecommendationRequest, request: Request) -> Response:
         """Top-``k`` videos for a user: candidate generation, ranking, business rules.
 
         Never fails for a valid request: a stage that fails or overruns its budget is replaced
         by a fallback and the response says ``degraded``. Unknown users get cold-start
         recommendations (``cold_start``).
         """
-        received = time.perf_counter()  # the budget includes waiting for a model thread
+        received = arrival(request.scope)  # the budget includes waiting for the model
         c = req.context
         body = await recommend(
             req.user_id, req.k, c.device, c.surface, req.explain,

@@ -34,6 +34,7 @@ from mlsd.serving.app import (
     create_app,
     single_threaded_kernels,
 )
+from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.bundle import load_bundle, verify_bundle
 from mlsd.serving.eventlog import EventLog
 
@@ -233,6 +234,9 @@ def run(
         # longer than a load balancer's idle timeout (60 s on the common ones): with uvicorn's
         # default of 5 s the server closes connections a client is about to reuse
         "timeout_keep_alive": 75,
+        # stamps each request's arrival, so that waits on a busy event loop count toward the
+        # queue budget (see mlsd.serving.arrival)
+        "http": ArrivalStampedHttpTools,
     }
     if settings.workers == 1:
         app = build_app(settings)
