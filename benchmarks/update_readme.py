@@ -50,13 +50,13 @@ def _ms(x: float | None) -> str:
 
 
 def serving(d: dict[str, Any]) -> str:
-    """Every ``results/serving*.json`` run as a row, by model then rate (``d``: the newest)."""
+    """Every ``results/serving*.json`` run as a row, by model, then in the order measured, then
+    by rate (``d``: the newest)."""
     runs = sorted(
         _serving_runs(),
         key=lambda r: (
             r["model"]["version"],
-            r["measured_at"][:10],
-            r["git_rev"],
+            r["measured_at"],  # one invocation's runs share it: in the order measured
             r["load"]["workers"],
             r["load"]["rate_rps"],
         ),

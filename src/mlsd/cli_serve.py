@@ -31,8 +31,9 @@ ThreadsOpt = Annotated[
     typer.Option(
         "--threads",
         help="Threads per worker running model calls. 0: on the event loop, no hand-off to a "
-        "thread (~0.3 ms less a request, the lowest latency with one worker per core), but a "
-        "request's wait behind others is not seen, so overload is not shed to the fallback.",
+        "thread (~0.3 ms less a request, the lowest latency with one worker per core); a "
+        "request's wait then counts from when the loop parsed it (not while the loop was "
+        "busy with one model call).",
     ),
 ]
 
