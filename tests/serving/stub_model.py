@@ -23,6 +23,20 @@ KIND = "stub"
 KIND_TARGET = "tests.serving.stub_model:StubModel"
 
 
+class ReadOnlyServable:
+    """The parts of a Servable that HTTP-layer test models do not exercise: no similar
+    videos, every video known, events ignored."""
+
+    def similar(self, video_id: int, k: int) -> list[ServedItem]:
+        return []
+
+    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
+        return np.ones(len(video_ids), bool)
+
+    def apply_events(self, events: pa.Table) -> None:
+        pass
+
+
 class StubModel:
     def __init__(
         self,

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from mlsd.errors import DataError
 from mlsd.serving.app import API_KEY_HEADER, create_app
 from mlsd.serving.eventlog import EventLog, read_events
+from mlsd.serving.schemas import SimilarResponse
 from mlsd.serving.service import RequestCtx, Served, ServedItem
 
 KEY = "test-key"
@@ -164,7 +165,10 @@ def test_bad_event_fields(client: TestClient) -> None:
 
 
 def test_similar_unknown_video_is_404(client: TestClient) -> None:
-    assert client.get("/v1/videos/5/similar?k=3").status_code == 200
+    ok = client.get("/v1/videos/5/similar?k=3")
+    assert ok.status_code == 200
+    body = SimilarResponse.model_validate_json(ok.content)  # the schema it documents
+    assert body.video_id == 5 and [i.video_id for i in body.items] == [1, 2, 3]
     r = client.get("/v1/videos/999/similar")
     assert r.status_code == 404 and "999" in r.text
     assert client.get("/v1/videos/5/similar?k=0").status_code == 422

@@ -11,8 +11,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pytest
 import uvicorn
 
@@ -20,11 +18,12 @@ from mlsd.serving.app import create_app
 from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.process import free_port
 from mlsd.serving.service import RequestCtx, Served, ServedItem
+from tests.serving.stub_model import ReadOnlyServable
 
 BUSY_S = 0.04
 
 
-class SlowModel:
+class SlowModel(ReadOnlyServable):
     """Busy for 40 ms a request (holding the event loop with ``model_threads=0``); records how
     long each request had waited when the model started on it."""
 
@@ -40,15 +39,6 @@ class SlowModel:
         while time.perf_counter() - start < BUSY_S:
             pass
         return Served(user_id, [ServedItem(1, 1.0, "popular")], n_candidates=1)
-
-    def similar(self, video_id: int, k: int) -> list[ServedItem]:
-        return []
-
-    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
-        return np.ones(len(video_ids), bool)
-
-    def apply_events(self, events: pa.Table) -> None:
-        pass
 
 
 def _serve(model: SlowModel, http: Any) -> Iterator[int]:

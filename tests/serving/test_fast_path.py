@@ -9,8 +9,6 @@ import json
 import math
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +17,10 @@ from hypothesis import strategies as st
 from mlsd.serving.app import create_app, fallback_kind, parse_recommendation, response_json
 from mlsd.serving.schemas import MAX_ID, MAX_K, RecommendationRequest, RecommendationResponse
 from mlsd.serving.service import RequestCtx, Served, ServedItem
+from tests.serving.stub_model import ReadOnlyServable
 
 
-class EchoModel:
+class EchoModel(ReadOnlyServable):
     """Items that spell out what the request said, so a misread field shows in the body."""
 
     version = "echo-1"
@@ -44,15 +43,6 @@ class EchoModel:
             degraded_reason=f"ranker failed: Boom after {user_id} ms" if degraded else None,
             stage_ms={"ranking": 0.5},
         )  # fmt: skip
-
-    def similar(self, video_id: int, k: int) -> list[ServedItem]:
-        return []
-
-    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
-        return np.ones(len(video_ids), bool)
-
-    def apply_events(self, events: pa.Table) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

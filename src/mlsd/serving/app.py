@@ -42,11 +42,9 @@ from mlsd.serving.schemas import (
     ErrorResponse,
     EventAck,
     EventBatch,
-    Explanation,
     Health,
     RecommendationRequest,
     RecommendationResponse,
-    RecommendedItem,
     ReloadRequest,
     ReloadResponse,
     SimilarResponse,
@@ -93,23 +91,6 @@ def _ms(t: datetime | None) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return int(t.timestamp() * 1000)
-
-
-def _item(it: ServedItem, explain: bool) -> RecommendedItem:
-    return RecommendedItem(
-        video_id=int(it.video_id),
-        score=float(it.score) if np.isfinite(it.score) else 0.0,
-        source=it.source,
-        exploration=bool(it.exploration),
-        explanation=Explanation(components=it.components, actions=it.actions) if explain else None,
-    )
-
-
-def _json(body: RecommendationResponse | SimilarResponse) -> Response:
-    """Serialise once, here: a returned ``Response`` skips FastAPI's response re-validation
-    (which, for a sync handler, costs a second thread-pool hop). ``response_model`` on the
-    route still documents the body; the model was validated when it was built."""
-    return Response(content=body.model_dump_json(), media_type="application/json")
 
 
 class BodySizeLimit:
@@ -234,7 +215,9 @@ class _FastPath:
     """What :class:`FastRecommendations` needs from the app, filled in once the routes exist."""
 
     recommend: Callable[..., Any] | None = None
-    route: Any = None
+
+
+_ROUTE = SimpleNamespace(path=_RECOMMENDATIONS)  # what the Timing middleware reads of a route
 
 
 class FastRecommendations:
@@ -279,7 +262,7 @@ class FastRecommendations:
         if req is None:
             await self.app(scope, _replay([body], None, receive), send)
             return
-        scope["route"] = fast.route  # for the Timing middleware's label
+        scope["route"] = _ROUTE  # for the Timing middleware's label
         try:
             status, payload = 200, await fast.recommend(*req, time_ms=None, received=received)
         except MlsdError as e:  # as the app's handler of MlsdError answers
@@ -320,33 +303,33 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Rece
     return replayed
 
 
+def item_json(it: ServedItem, explain: bool) -> dict[str, Any]:
+    """A :class:`~mlsd.serving.schemas.RecommendedItem` as JSON-ready data: a score that is not
+    finite is 0.0 and score components that are not finite are left out, so the body always
+    validates against the schema (checked in the tests)."""
+    score = float(it.score)
+    explanation = None
+    if explain:
+        explanation = {
+            "components": {str(n): float(v) for n, v in it.components.items() if math.isfinite(v)},
+            "actions": [str(a) for a in it.actions],
+        }
+    return {
+        "video_id": int(it.video_id),
+        "score": score if math.isfinite(score) else 0.0,
+        "source": str(it.source),
+        "exploration": bool(it.exploration),
+        "explanation": explanation,
+    }
+
+
 def response_json(user_id: int, served: Any, model_version: str, explain: bool) -> bytes:
     """The body of a :class:`~mlsd.serving.schemas.RecommendationResponse` for ``served``
-    (a :class:`~mlsd.serving.service.Served`), written directly: building the pydantic models
-    of twenty items cost more than the rest of the response. Scores that are not finite are
-    0.0 and score components that are not finite are left out, so the body always validates
-    against the schema (checked in the tests)."""
-    items = []
-    for it in served.items:
-        score = float(it.score)
-        item: dict[str, Any] = {
-            "video_id": int(it.video_id),
-            "score": score if math.isfinite(score) else 0.0,
-            "source": str(it.source),
-            "exploration": bool(it.exploration),
-            "explanation": None,
-        }
-        if explain:
-            item["explanation"] = {
-                "components": {
-                    str(n): float(v) for n, v in it.components.items() if math.isfinite(v)
-                },
-                "actions": [str(a) for a in it.actions],
-            }
-        items.append(item)
+    (a :class:`~mlsd.serving.service.Served`), written directly with orjson: building the
+    pydantic models of twenty items cost more than the rest of the response."""
     body = {
         "user_id": int(user_id),
-        "items": items,
+        "items": [item_json(it, explain) for it in served.items],
         "model_version": str(model_version),
         "degraded": bool(served.degraded),
         "degraded_reason": served.degraded_reason,
@@ -639,11 +622,12 @@ def create_app(
         if not bool(m.known_videos(np.array([video_id], dtype=np.int64))[0]):
             raise HTTPException(404, f"unknown video_id {video_id}")
         items = await call_model(m.similar, video_id, k)
-        return _json(
-            SimilarResponse(
-                video_id=video_id, items=[_item(i, False) for i in items], model_version=m.version
-            )
-        )
+        body = {
+            "video_id": video_id,
+            "items": [item_json(i, False) for i in items],
+            "model_version": m.version,
+        }
+        return Response(content=orjson.dumps(body), media_type="application/json")
 
     @v1.post(
         "/events",
@@ -692,7 +676,6 @@ def create_app(
 
     app.include_router(v1)
     fast.recommend = recommend if fast_path else None
-    fast.route = SimpleNamespace(path=_RECOMMENDATIONS)  # what Timing reads of a route
 
     @app.get("/healthz", summary="Liveness", tags=["operations"], response_model=Health)
     def healthz() -> Health:
