@@ -81,14 +81,32 @@ def test_platt_recovers_a_known_scale() -> None:
     assert cal.b_ == pytest.approx(-1.0, abs=0.05)
 
 
-def test_compiled_ranker_predicts_what_lightgbm_does(fitted: GBDTRanker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("code_model", ["small", "large"])
+def test_compiled_ranker_predicts_what_lightgbm_does(
+    fitted: GBDTRanker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code_model: str
+) -> None:
+    import lleaves
+
+    from mlsd.ranking import gbdt
+
     fitted.save(tmp_path)
     r = GBDTRanker.load(tmp_path)
+    leaves = sum(b.trees_to_dataframe()["decision_type"].isna().sum() for b in r.boosters_.values())
+    if code_model == "large":  # a forest over the bound keeps lleaves' default code model
+        monkeypatch.setattr(gbdt, "_SMALL_CODE_LEAVES", leaves // 4)
+    used: list[str] = []
+    real = lleaves.Model.compile
+    monkeypatch.setattr(
+        lleaves.Model,
+        "compile",
+        lambda self, *a, **kw: used.append(kw["fcodemodel"]) or real(self, *a, **kw),
+    )
     xt, _ = _data(500, 5)
     xt[::7, 1] = np.nan  # missing values take the learned default branch in both
     want = r.predict_proba(xt)
     assert r.compile() is True
     assert set(r.compiled_) == {"watch", "like"}
+    assert used == [code_model, code_model]
     got = r.predict_proba(xt)
     for obj in want:
         np.testing.assert_allclose(got[obj], want[obj], rtol=0, atol=1e-12)

@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 # are summed); anything larger means the compiler misread the model
 _COMPILE_TOLERANCE = 1e-9
 
+# Forests up to this many leaves (trees x leaves per tree) are compiled with LLVM's "small"
+# code model: 32-bit offsets, which halve the predict time of the ``large`` ranker (67 trees:
+# 0.60 -> 0.31 ms on 500 rows). lleaves defaults to "large" because "small" cannot address
+# code over 2 GB (it would crash); this bound keeps the generated code well under that
+# (~100 bytes of code per leaf would still be 100 MB).
+_SMALL_CODE_LEAVES = 1_000_000
+
 
 @runtime_checkable
 class Ranker(Protocol):
@@ -219,7 +226,8 @@ class GBDTRanker:
                     path = Path(tmp) / f"{obj}.txt"
                     b.save_model(str(path))
                     m = lleaves.Model(model_file=str(path))
-                    m.compile(raw_score=True)
+                    small = _leaves(path) <= _SMALL_CODE_LEAVES
+                    m.compile(raw_score=True, fcodemodel="small" if small else "large")
                     want = np.asarray(b.predict(x, raw_score=True, num_threads=1))
                     got = m.predict(np.ascontiguousarray(x), n_jobs=1)
                     err = float(np.max(np.abs(want - got))) if len(x) else 0.0
@@ -300,6 +308,12 @@ class GBDTRanker:
                 raise DataError(f"{path}: not a valid LightGBM model: {e}") from e
         r.calibrators_ = {o: PlattCalibrator.from_dict(c) for o, c in meta["calibrators"].items()}
         return r
+
+
+def _leaves(model_file: Path) -> int:
+    """Total leaves of the forest in a LightGBM text model (its ``num_leaves=`` lines)."""
+    with model_file.open() as f:
+        return sum(int(ln[11:]) for ln in f if ln.startswith("num_leaves="))
 
 
 def _auc(p: np.ndarray, y: np.ndarray) -> float:
