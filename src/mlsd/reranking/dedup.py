@@ -97,13 +97,14 @@ _CAP, _ADJACENT, _AHEAD, _FORCED = "cap", "adjacent", "ahead", "forced"
 
 
 def arrange(
-    creators: np.ndarray, k: int, cap: int
+    creators: np.ndarray, k: int, cap: int, explain: bool = True
 ) -> tuple[list[int], list[int], dict[int, tuple[str, int]], list[int]]:
     """The creator-dedup ordering of positions ``0..len(creators)-1``.
 
     Returns ``(top, rest, why, dropped)``: the positions placed in the top ``k`` in order,
     the other kept positions in their original order, why each position passed over was
-    skipped (first reason), and the positions dropped (see module docstring).
+    skipped (first reason; left empty when not ``explain``), and the positions dropped (see
+    module docstring).
     """
     cre: list[int] = creators.tolist()
     n = len(cre)
@@ -114,79 +115,82 @@ def arrange(
     # never scanned keep their place (nothing before them moves past them), so the result is
     # the one of a scan of the whole slate. The bookkeeping below is then O(window), not O(n).
     nxt = 0  # the first position not scanned yet
-
-    def next_window() -> range:
-        nonlocal nxt
-        lo, nxt = nxt, min(n, nxt + _WINDOW)
-        return range(lo, nxt)
-
-    pending = list(next_window())  # not placed yet, in slate order (within the window)
-    parked: list[int] = []  # not placed, and their creator is at the cap: never will be
+    pending: list[int] = []  # not placed yet, in slate order (scanned positions only)
+    # Not placed, and their creator is at the cap: never will be. Items are parked as soon as
+    # their creator fills its cap (or when scanned, if it already has), so a scan never
+    # passes over them; on slates led by a few creators they were most of the scanning.
+    parked: list[int] = []
     top: list[int] = []
     why: dict[int, tuple[str, int]] = {}
     dropped: list[int] = []
+
+    def extend(p: int) -> None:
+        """Scan windows into ``pending`` (capped items to ``parked``) until one adds an item
+        or the slate ends."""
+        nonlocal nxt
+        while nxt < n:
+            lo, nxt = nxt, min(n, nxt + _WINDOW)
+            before = len(pending)
+            for q in range(lo, nxt):
+                c = cre[q]
+                if c >= 0 and avail[c] == 0:
+                    parked.append(q)
+                    if explain:
+                        why[q] = (_CAP, p)
+                else:
+                    pending.append(q)
+            if len(pending) > before:
+                return
+
     prev = -1
     for p in range(k):
-        if not pending and nxt < n:
-            pending = list(next_window())
+        if not pending:
+            extend(p)
         if not pending:  # parked items cannot fill position p either
-            dropped, parked = parked, []
+            dropped, parked = sorted(parked), []
             break
         chosen = fallback = forced = -1
-        capped = 0
         infeasible: set[int] = set()
-        for idx, q in enumerate(pending):
-            if idx == len(pending) - 1 and nxt < n:  # the loop goes on into the extension
-                pending.extend(next_window())
+        idx = 0
+        while idx < len(pending):
+            q = pending[idx]
             c = cre[q]
-            if c >= 0:
-                if avail[c] == 0:
-                    capped += 1
-                    continue
-                if c == prev:
-                    if forced < 0:
-                        forced = idx
-                    continue
-            if c in infeasible:
-                continue
-            if state.feasible_after(c, k - p - 1):
-                chosen = idx
-                break
-            if fallback < 0:
-                fallback = idx
-            infeasible.add(c)
+            if c >= 0 and c == prev:
+                if forced < 0:
+                    forced = idx
+            elif c not in infeasible:
+                if state.feasible_after(c, k - p - 1):
+                    chosen = idx
+                    break
+                if fallback < 0:
+                    fallback = idx
+                infeasible.add(c)
+            idx += 1
+            if idx == len(pending):  # the scan goes on into the next window
+                extend(p)
         kind = ""
         if chosen < 0:
             if fallback >= 0:
                 chosen = fallback
-            elif forced >= 0:
+            else:  # pending is not empty, every item is by prev's creator: adjacency relaxed
                 chosen, kind = forced, _FORCED
-            else:  # only capped creators left: the top k cannot be filled
-                dropped = sorted(pending + parked)
-                pending, parked = [], []
-                break
-        for q in pending[:chosen]:
-            if q not in why:
-                c = cre[q]
-                if c >= 0 and avail[c] == 0:
-                    why[q] = (_CAP, p)
-                elif c >= 0 and c == prev:
-                    why[q] = (_ADJACENT, p)
-                else:
-                    why[q] = (_AHEAD, p)
+        if explain:
+            for q in pending[:chosen]:
+                if q not in why:
+                    why[q] = (_ADJACENT, p) if cre[q] == prev >= 0 else (_AHEAD, p)
         q = pending.pop(chosen)
-        if kind:
+        if kind and explain:
             why[q] = (kind, p)
         top.append(q)
         prev = cre[q]
         state.place(prev)
-        if capped > 8:  # stop re-scanning items that can no longer enter the top k
+        if prev >= 0 and avail[prev] == 0:  # the creator is full: park the rest of its items
             alive = []
             for q in pending:
-                c = cre[q]
-                if c >= 0 and avail[c] == 0:
+                if cre[q] == prev:
                     parked.append(q)
-                    why.setdefault(q, (_CAP, p))
+                    if explain:
+                        why.setdefault(q, (_CAP, p + 1))
                 else:
                     alive.append(q)
             pending = alive
@@ -234,12 +238,10 @@ class CreatorDedup:
             known[cap:] == known[: len(known) - cap]
         ):
             return slate
-        top, rest, why, dropped = arrange(cre, k, cap)
+        top, rest, why, dropped = arrange(cre, k, cap, ctx.explain)
         order = np.array(top + rest, dtype=np.int64)
         to_pos = np.full(n, -1, np.int64)
         to_pos[order] = np.arange(len(order))
-        if not ctx.explain:  # the drops only (see RuleContext.explain)
-            why = {}
         return slate.take(order, self._log(slate, ctx, cre, k, to_pos, why, dropped))
 
     def _log(
