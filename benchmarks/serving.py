@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
-from mlsd.serving.loadtest import run_sweep
+from mlsd.serving.loadtest import run_sweep, verdict
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
         path = write_result(f"{a.name}_{rate:g}rps" if sweep else a.name, res)
         print(json.dumps({k: res[k] for k in ("requests", "errors", "achieved_rps",
                                               "latency_ms")}))  # fmt: skip
-        print(f"{rate:g} rps: goal {'met' if res['meets_goal'] else 'missed'}; wrote {path}")
+        print(f"{rate:g} rps: goal: {verdict(res)}; wrote {path}")
 
 
 if __name__ == "__main__":

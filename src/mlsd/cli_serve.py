@@ -153,7 +153,7 @@ def bench_serve(
     RATE for DURATION seconds (heavy, light and new users), report latency percentiles from
     each request's due time, throughput and errors; write JSON to OUT."""
     from mlsd.cli import console, err_console, user_errors
-    from mlsd.serving.loadtest import run_sweep, write_result
+    from mlsd.serving.loadtest import run_sweep, verdict, write_result
 
     @user_errors
     def go() -> None:
@@ -176,7 +176,7 @@ def bench_serve(
         console.print(
             f"{res['ok']:,}/{res['requests']:,} ok, {res['errors']} errors, "
             f"{res['achieved_rps']} rps; latency ms p50 {lat['p50']} p95 {lat['p95']} "
-            f"p99 {lat['p99']} max {lat['max']}; goal {'met' if res['meets_goal'] else 'missed'}",
+            f"p99 {lat['p99']} max {lat['max']}; goal: {verdict(res)}",
             markup=False,
         )
         console.print(f"wrote {path}", markup=False)

@@ -980,7 +980,7 @@ class Recommender:
                 cache.misses += 1
             if hit is not None:
                 pos, sources, rfeat = hit
-                items = np.where(pos >= 0, self.catalog_.item_ids[np.maximum(pos, 0)], PAD)
+                items = np.where(pos >= 0, self.catalog_.ids_at(np.maximum(pos, 0)), PAD)
                 return items, sources, rfeat
         cand = self._retrieve(np.array([user_id], np.int64), n_cand)
         return cand.items[0], cand.sources[0], cand.features[0]

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlsd.data.schema import VIDEOS
 from mlsd.errors import ConfigError, DataError
@@ -149,3 +151,28 @@ def test_rule_context_validates_and_sorts() -> None:
         for s in (7, 7, 8)
     ]
     assert seeded[0] == seeded[1] != seeded[2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 40),
+    lo=st.integers(-5, 5),
+    layout=st.sampled_from(["in order", "shuffled", "sparse"]),
+    seed=st.integers(0, 1000),
+)
+def test_index_of_and_ids_at_agree_with_a_dict(n: int, lo: int, layout: str, seed: int) -> None:
+    # three lookup paths: ids lo..lo+n-1 by row (an offset), the same ids shuffled (offset,
+    # then the row order), other ids (binary search); all must answer what a dict does
+    rng = np.random.default_rng(seed)
+    ids = np.arange(lo, lo + n, dtype=np.int64)
+    if layout == "shuffled":
+        ids = rng.permutation(ids)
+    elif layout == "sparse":
+        ids = rng.choice(np.arange(-50, 200), size=n, replace=False)
+    cat = Catalog.build(ids)
+    row = {int(v): i for i, v in enumerate(ids.tolist())}
+    query = rng.integers(-60, 210, size=30)
+    assert cat.index_of(query).tolist() == [row.get(int(v), -1) for v in query.tolist()]
+    dense = np.arange(n)
+    assert cat.ids_at(dense).tolist() == ids.tolist()
+    assert cat.index_of(cat.ids_at(dense)).tolist() == dense.tolist()

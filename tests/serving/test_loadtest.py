@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlsd.cli import app
 from mlsd.errors import ConfigError
 from mlsd.serving.loadgen import drive
-from mlsd.serving.loadtest import USER_CLASSES, run_sweep, user_mix
+from mlsd.serving.loadtest import GOAL, USER_CLASSES, run_sweep, user_mix, verdict
 
 
 async def _slow_server(service_s: float, status: int = 200) -> tuple[asyncio.Server, int]:
@@ -131,3 +131,12 @@ def test_sweep_measures_each_rate_against_one_server(
     assert sum("server ready" in m for m in logs) == 1  # one server for both rates
     with pytest.raises(ConfigError, match="rates"):
         run_sweep(stub_bundle, rates=[])
+
+
+def test_verdict_is_met_or_missed_only_at_the_goals_rate() -> None:
+    def res(rate: float, meets: bool) -> dict[str, object]:
+        return {"load": {"rate_rps": rate}, "goal": GOAL, "meets_goal": meets}
+
+    assert verdict(res(GOAL["rate"], True)) == "met"
+    assert verdict(res(GOAL["rate"], False)) == "missed"
+    assert verdict(res(GOAL["rate"] / 2, True)) == "below the goal's rate"

@@ -323,6 +323,14 @@ def _measure(
     }
 
 
+def verdict(res: dict[str, Any]) -> str:
+    """``"met"`` or ``"missed"`` for a run at the goal's rate (or above); a run below it
+    neither meets nor misses the goal, which is stated at one rate."""
+    if res["load"]["rate_rps"] < res["goal"]["rate"]:
+        return "below the goal's rate"
+    return "met" if res["meets_goal"] else "missed"
+
+
 def result_document(payload: dict[str, Any]) -> dict[str, Any]:
     """``payload`` with the fields every benchmark result carries (time, code, machine)."""
     return {
