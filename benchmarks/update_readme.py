@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlsd.serving.loadtest import verdict
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -85,10 +87,9 @@ def serving(d: dict[str, Any]) -> str:
             # runs measured before the candidate cache existed retrieved on every request
             + ("candidate cache" if load.get("candidate_cache") else "retrieval per request")
         )
-        # the goal is stated at one rate: a run below it neither meets nor misses it
-        below = load["rate_rps"] < g["rate"]
         warm = f" after {load['warmup_s']:g} s warm-up" if "warmup_s" in load else ""
-        verdict = "below the goal's rate" if below else _met(r["meets_goal"])
+        said = verdict(r)  # a run below the goal's rate neither meets nor misses it
+        said = f"**{said}**" if said in ("met", "missed") else said
         rows.append(
             f"| {m['kind']} `{m['version']}` | {load['rate_rps']:g} rps x "
             f"{load['duration_s']:g} s{warm}, k={load['k']} | {server} | "
@@ -97,7 +98,7 @@ def serving(d: dict[str, Any]) -> str:
             f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {per_request} | "
             f"{r['measured_at'][:10]} at {r['git_rev']} | "
             f"{g['rate']:g} rps, 0 errors or degraded, p50 <= {g['max_p50_ms']:g} ms, p99 <= "
-            f"{g['max_p99_ms']:g} ms: {verdict} |"
+            f"{g['max_p99_ms']:g} ms: {said} |"
         )
     note = (
         "Open loop, latency from each request's due time (a request not answered within the "
