@@ -13,11 +13,9 @@ import pytest
 from mlsd.config import SimulationConfig
 from mlsd.data.dataset import Dataset
 from mlsd.data.simulate import simulate
-from mlsd.errors import ConfigError, DataError
-from mlsd.features.errors import OnlineStoreUnavailable
-from mlsd.pipeline import PipelineConfig, Recommender
+from mlsd.errors import ConfigError, DataError, OnlineStoreUnavailable
+from mlsd.pipeline import PipelineConfig, Recommender, RequestCtx
 from mlsd.retrieval import PAD
-from mlsd.serving.service import RequestCtx
 
 CFG = PipelineConfig(two_tower={"epochs": 2}, candidates=200)
 

@@ -1,12 +1,31 @@
 """One exception hierarchy for mlsd.
 
-Every error a user can cause derives from :class:`MlsdError`. Messages name what was given,
-what was expected and where (file, column, row). The CLI turns any ``MlsdError`` into a one-line
-message and exit status 2; the HTTP service (later) maps them to status codes at its edge.
+Every error mlsd raises on purpose derives from :class:`MlsdError` and is defined here, in one
+module, so that callers can catch by kind without importing the block that raised it. Messages
+name what was given, what was expected and where (file, column, row). The CLI turns any
+``MlsdError`` into a one-line message and exit status 2; the HTTP service maps them to status
+codes at its edge.
+
+The tree::
+
+    MlsdError
+      ConfigError (ValueError)          a configuration value or command-line option
+      DataError (ValueError)            input data that cannot be used
+        DataValidationError             ... breaking its contract; carries every Problem
+        BundleError                     a model bundle missing, malformed, corrupt, unknown
+        CacheMismatch                   a saved candidate cache that is not this model's
+      NotFittedError (RuntimeError)     a model or index used before fit/build/load
+      FeatureStoreError                 a feature-store operation that cannot be done
+        UnknownFeatureError (KeyError)  a feature name that is not registered
+        OnlineStoreUnavailable          the online store did not answer in time
+      BrowserError (RuntimeError)       headless Chromium could not start or load a page
+        BrowserNotFoundError
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -86,3 +105,44 @@ class BrowserError(MlsdError, RuntimeError):
 
 class BrowserNotFoundError(BrowserError):
     """No Chromium binary (or no ``playwright`` package to drive it) could be found."""
+
+
+class BundleError(DataError):
+    """A model bundle is missing, malformed, corrupt or of an unknown kind."""
+
+
+class CacheMismatch(DataError):
+    """A saved candidate cache that is not for the model asked about (or is unreadable)."""
+
+
+class NotFittedError(MlsdError, RuntimeError):
+    """A source, model or index was used before ``fit``/``build`` (or ``load``)."""
+
+
+class FeatureStoreError(MlsdError):
+    """A feature-store operation cannot be done as asked (bad layout, wrong entity...)."""
+
+
+class UnknownFeatureError(FeatureStoreError, KeyError):
+    """A feature name is not registered; the message names the closest registered names."""
+
+    def __init__(self, name: str, known: Iterable[str], where: str = "the feature registry"):
+        self.name = name
+        self.suggestions = difflib.get_close_matches(name, sorted(set(known)), n=3, cutoff=0.5)
+        hint = (
+            f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
+        self.message = f"unknown feature {name!r}: not in {where}{hint}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return self.message
+
+
+class OnlineStoreUnavailable(FeatureStoreError):
+    """The online store did not answer within its timeout (down, unreachable, overloaded).
+
+    Raised instead of hanging; serving catches it and degrades gracefully.
+    """

@@ -11,9 +11,8 @@ import pytest
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
-from mlsd.errors import DataError
+from mlsd.errors import DataError, FeatureStoreError, UnknownFeatureError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError, UnknownFeatureError
 from mlsd.features.offline import build_training_set, feature_matrix
 from mlsd.features.signals import Catalog, decay_weight, event_signals
 

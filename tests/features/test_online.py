@@ -7,9 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from mlsd.errors import MlsdError
+from mlsd.errors import FeatureStoreError, MlsdError, OnlineStoreUnavailable, UnknownFeatureError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable, UnknownFeatureError
 from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, StoreStats
 
 from .conftest import RedisServer, free_port, start_redis

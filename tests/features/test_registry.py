@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlsd.errors import FeatureStoreError, UnknownFeatureError
 from mlsd.features.definitions import PRIORS, VIDEO_REC, smoothed_rate
-from mlsd.features.errors import FeatureStoreError, UnknownFeatureError
 from mlsd.features.registry import ENTITIES, WINDOWS, Feature, FeatureRegistry, window_inputs
 
 

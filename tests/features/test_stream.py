@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from mlsd.data.dataset import Dataset
+from mlsd.errors import FeatureStoreError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError
 from mlsd.features.online import MemoryStore, OnlineStore
 from mlsd.features.stream import materialize
 

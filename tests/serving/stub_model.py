@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mlsd.serving.service import RequestCtx, Served, ServedItem
+from mlsd.pipeline import RequestCtx, Served, ServedItem, ServingOptions, ServingStatus
 
 KIND = "stub"
 KIND_TARGET = "tests.serving.stub_model:StubModel"
@@ -36,8 +37,14 @@ class ReadOnlyServable:
     def apply_events(self, events: pa.Table) -> None:
         pass
 
+    def prepare(self, options: ServingOptions, say: Callable[[str], None]) -> None:
+        pass
 
-class StubModel:
+    def status(self) -> ServingStatus:
+        return ServingStatus()
+
+
+class StubModel(ReadOnlyServable):
     def __init__(
         self,
         version: str = "stub-1",

@@ -14,15 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlsd.errors import DataError
+from mlsd.pipeline import RequestCtx, Served, ServedItem
 from mlsd.serving.app import API_KEY_HEADER, create_app
 from mlsd.serving.eventlog import EventLog, read_events
 from mlsd.serving.schemas import SimilarResponse
-from mlsd.serving.service import RequestCtx, Served, ServedItem
+from tests.serving.stub_model import ReadOnlyServable
 
 KEY = "test-key"
 
 
-class TinyModel:
+class TinyModel(ReadOnlyServable):
     """Recommends videos 1..n in order; knows videos 1..100."""
 
     def __init__(self, version: str = "v1") -> None:

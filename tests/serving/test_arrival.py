@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import uvicorn
 
+from mlsd.pipeline import RequestCtx, Served, ServedItem
 from mlsd.serving.app import create_app
 from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.process import free_port
-from mlsd.serving.service import RequestCtx, Served, ServedItem
 from tests.serving.stub_model import ReadOnlyServable
 
 BUSY_S = 0.04

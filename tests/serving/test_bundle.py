@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 import mlsd
 from mlsd.errors import DataError
+from mlsd.pipeline import RequestCtx
 from mlsd.serving.app import API_KEY_HEADER, create_app
 from mlsd.serving.bundle import (
     KINDS_ENV,
@@ -28,7 +29,6 @@ from mlsd.serving.bundle import (
     save_bundle,
     verify_bundle,
 )
-from mlsd.serving.service import RequestCtx
 from tests.serving.stub_model import KIND_TARGET, StubModel
 
 FP = "sha256:" + "0" * 64

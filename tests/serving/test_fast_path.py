@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlsd.serving.app import create_app, fallback_kind, parse_recommendation, response_json
+from mlsd.pipeline import RequestCtx, Served, ServedItem
+from mlsd.serving.app import create_app, parse_recommendation, response_json
 from mlsd.serving.schemas import MAX_ID, MAX_K, RecommendationRequest, RecommendationResponse
-from mlsd.serving.service import RequestCtx, Served, ServedItem
 from tests.serving.stub_model import ReadOnlyServable
 
 
@@ -39,7 +39,8 @@ class EchoModel(ReadOnlyServable):
         ]
         degraded = user_id % 5 == 0
         return Served(
-            user_id, items, degraded=degraded, cold_start=user_id > 10**6, n_candidates=k,
+            user_id, items, degraded_kind="ranker_failed" if degraded else None,
+            cold_start=user_id > 10**6, n_candidates=k,
             degraded_reason=f"ranker failed: Boom after {user_id} ms" if degraded else None,
             stage_ms={"ranking": 0.5},
         )  # fmt: skip
@@ -147,7 +148,7 @@ def test_responses_validate_and_non_finite_numbers_are_not_sent() -> None:
         ServedItem(1, math.inf, "als", components={"p": math.nan, "q": 0.5}, actions=["a"]),
         ServedItem(2, math.nan, "popular"),
     ]
-    served = Served(5, items, degraded=True, degraded_reason="x")
+    served = Served(5, items, degraded_kind="ranker_failed", degraded_reason="x")
     for explain in (False, True):
         body = response_json(5, served, "v", explain)
         r = RecommendationResponse.model_validate_json(body)
@@ -176,7 +177,3 @@ def test_metrics_keep_their_labels_and_fallbacks_are_labelled_by_kind(
     assert 'reason="ranker failed' not in text  # not one series per reason text
     assert 'mlsd_request_latency_seconds_count{endpoint="/v1/recommendations"}' in text
     assert 'mlsd_stage_latency_seconds_count{stage="ranking"}' in text
-    assert fallback_kind("waited 40 ms before starting (queue budget 30 ms): overload") == (
-        "overload"
-    )
-    assert fallback_kind(None) == fallback_kind("something new") == "other"

@@ -10,8 +10,8 @@ training (point-in-time correct) and online for serving, and a check that the tw
 - :mod:`.skew`: :func:`skew_check`.
 """
 
+from mlsd.errors import FeatureStoreError, OnlineStoreUnavailable, UnknownFeatureError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable, UnknownFeatureError
 from mlsd.features.offline import build_training_set, feature_matrix
 from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, StoreStats
 from mlsd.features.registry import WINDOWS, Feature, FeatureRegistry

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlsd.features.errors import FeatureStoreError
+from mlsd.errors import FeatureStoreError
 from mlsd.features.signals import HOUR_MS
 
 __all__ = [

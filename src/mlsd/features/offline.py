@@ -24,10 +24,9 @@ import pyarrow.compute as pc
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
-from mlsd.errors import DataError
+from mlsd.errors import DataError, FeatureStoreError
 from mlsd.features._asof import AsOf, factorized_keys, nonnegative_keys
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError
 from mlsd.features.registry import (
     STORED_ENTITIES,
     WINDOWS,
@@ -224,7 +223,7 @@ def build_training_set(
     uses only events of ``dataset.events`` strictly before the row's timestamp; ids unknown to
     the dataset get the feature's default. ``features`` (default: every matrix feature of
     ``registry``) are the output columns, in that order; an unregistered name raises
-    :class:`~mlsd.features.errors.UnknownFeatureError`. ``vocab`` (default: fitted on
+    :class:`~mlsd.errors.UnknownFeatureError`. ``vocab`` (default: fitted on
     ``dataset``) fixes category codes; pass the one the online store uses. ``timings``, if
     given, receives seconds per stage (per entity kind: that kind's own seconds, which overlap
     when kinds run concurrently; ``"stored features"``: their wall time). ``workers`` threads

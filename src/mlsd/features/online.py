@@ -8,7 +8,7 @@ call, so that serving reads one user and 500 videos in two lookups, not 501.
 
 Bad input never raises on the hot path: a key the store does not hold gets each feature's
 default and is counted in ``stats.unknown_keys``. Asking for a feature that is not registered
-raises :class:`~mlsd.features.errors.UnknownFeatureError` naming the closest registered names.
+raises :class:`~mlsd.errors.UnknownFeatureError` naming the closest registered names.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from mlsd.features.errors import FeatureStoreError, UnknownFeatureError
+from mlsd.errors import FeatureStoreError, UnknownFeatureError
 from mlsd.features.registry import STORED_ENTITIES, FeatureRegistry
 
 __all__ = [

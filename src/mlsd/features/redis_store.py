@@ -9,7 +9,7 @@ Layouts are saved as JSON under ``<namespace>:layout:<entity>`` so that a servin
 can find them.
 
 Every call has a socket timeout (default 100 ms) and no retries: with Redis down or stalled a
-call raises :class:`~mlsd.features.errors.OnlineStoreUnavailable` within about the timeout,
+call raises :class:`~mlsd.errors.OnlineStoreUnavailable` within about the timeout,
 and serving decides what to do (fall back, shed load) instead of hanging.
 """
 
@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.utils import HIREDIS_AVAILABLE
 
-from mlsd.features.errors import FeatureStoreError, OnlineStoreUnavailable
+from mlsd.errors import FeatureStoreError, OnlineStoreUnavailable
 from mlsd.features.online import (
     EntityLayout,
     KeyArray,

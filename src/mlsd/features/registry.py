@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlsd.features.errors import FeatureStoreError, UnknownFeatureError
+from mlsd.errors import FeatureStoreError, UnknownFeatureError
 
 __all__ = [
     "ENTITIES",

@@ -29,9 +29,9 @@ import pyarrow as pa
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
+from mlsd.errors import FeatureStoreError
 from mlsd.features._asof import sorted_by_key
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.errors import FeatureStoreError
 from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, Read
 from mlsd.features.registry import STORED_ENTITIES, WINDOWS, Feature, FeatureRegistry
 from mlsd.features.signals import (

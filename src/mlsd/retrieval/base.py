@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from mlsd.errors import ConfigError, MlsdError
+from mlsd.errors import ConfigError, NotFittedError
 
 __all__ = [
     "PAD",
@@ -31,10 +31,6 @@ __all__ = [
 ]
 
 PAD: int = -1  # item id of padding slots; their score is -inf
-
-
-class NotFittedError(MlsdError, RuntimeError):
-    """A source or index was used before ``fit``/``build`` (or ``load``)."""
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.errors import ConfigError, DataError
+from mlsd.errors import CacheMismatch, ConfigError
 
 __all__ = ["FORMAT", "CacheMismatch", "CandidateCache"]
 
@@ -39,10 +39,6 @@ _NO_RANK = 0
 #: Bumped whenever what a cache holds or how candidates are retrieved changes meaning.
 FORMAT = 1
 _ARRAYS = ("users", "items", "sources", "ranks", "similarity", "n_sources")
-
-
-class CacheMismatch(DataError):
-    """A saved cache that is not for the model asked about (or is unreadable)."""
 
 
 class CandidateCache:

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsd.data.schema import validate
 from mlsd.errors import MlsdError
+from mlsd.pipeline import RequestCtx, Servable, ServedItem
 from mlsd.serving.arrival import arrival
 from mlsd.serving.eventlog import EventLog
 from mlsd.serving.metrics import ServingMetrics
@@ -49,7 +50,7 @@ from mlsd.serving.schemas import (
     ReloadResponse,
     SimilarResponse,
 )
-from mlsd.serving.service import ModelHolder, RequestCtx, Servable, ServedItem
+from mlsd.serving.service import ModelHolder
 
 API_KEY_HEADER = "X-API-Key"
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 1000-event batch is ~200 KB
@@ -77,12 +78,11 @@ _METRICS_EXAMPLE = (
 
 
 def _cache_count(holder: ModelHolder, field: str) -> float:
-    cache = getattr(holder.get(), "candidate_cache_", None)
-    return float(getattr(cache, field, 0)) if cache is not None else 0.0
+    return float(getattr(holder.get().status(), field))
 
 
-def _ranker_compiled(model: Any) -> int:
-    return int(bool(getattr(getattr(model, "ranker_", None), "compiled_", None)))
+def _ranker_compiled(model: Servable) -> int:
+    return int(model.status().ranker_compiled)
 
 
 def _ms(t: datetime | None) -> int:
@@ -187,28 +187,6 @@ def parse_recommendation(body: bytes) -> tuple[int, int, str | None, str | None,
         if v is not None and (type(v) is not str or len(v) > _CONTEXT_TEXT):
             return None
     return user_id, k, device, surface, explain
-
-
-# (words in a degraded reason, the fallback metric's label): reasons carry figures (times,
-# error messages), so they are labelled by kind; a label per distinct reason would grow the
-# metric without bound (Prometheus: "do not use labels to store ... unbounded sets of values")
-_FALLBACK_KINDS = (
-    ("overload", "overload"),
-    ("retrieval failed", "retrieval_failed"),
-    ("retrieval took", "retrieval_over_budget"),
-    ("feature store failed", "features_failed"),
-    ("features took", "features_over_budget"),
-    ("ranker failed", "ranker_failed"),
-    ("re-ranking failed", "reranking_failed"),
-)
-
-
-def fallback_kind(reason: str | None) -> str:
-    """The ``mlsd_fallbacks_total`` label of a degraded response's reason (a bounded set)."""
-    for words, kind in _FALLBACK_KINDS:
-        if reason and words in reason:
-            return kind
-    return "other"
 
 
 class _FastPath:
@@ -476,7 +454,7 @@ def create_app(
     metrics = ServingMetrics()
     metrics.model_info.labels(model.version).set(1)
     metrics.ranker_compiled.set(_ranker_compiled(model))
-    for label, field in (("hit", "hits"), ("miss", "misses")):  # read at scrape time
+    for label, field in (("hit", "cache_hits"), ("miss", "cache_misses")):  # read at scrape time
         metrics.candidate_cache.labels(label).set_function(
             functools.partial(_cache_count, holder, field)  # from whichever model is live
         )
@@ -568,7 +546,7 @@ def create_app(
             h.observe(ms / 1000)
         metrics.candidates.observe(served.n_candidates)
         if served.degraded:
-            kind = fallback_kind(served.degraded_reason)
+            kind = served.degraded_kind or "other"
             if kind not in fallbacks:
                 fallbacks[kind] = metrics.fallbacks.labels(kind)
             fallbacks[kind].inc()

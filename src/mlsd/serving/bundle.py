@@ -39,13 +39,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mlsd.errors import DataError
-from mlsd.serving.fingerprint import (
+from mlsd.data.fingerprint import (
     code_version,
     fingerprint_files,
     fingerprint_table,
     sha256_file,
 )
+from mlsd.errors import BundleError, DataError
 
 __all__ = [
     "ARTIFACTS",
@@ -72,10 +72,6 @@ MANIFEST = "manifest.json"
 ARTIFACTS = "artifacts"
 KINDS_ENV = "MLSD_BUNDLE_KINDS"
 _MAX_MANIFEST_BYTES = 16 << 20
-
-
-class BundleError(DataError):
-    """A model bundle is missing, malformed, corrupt or of an unknown kind."""
 
 
 class Bundleable(Protocol):
@@ -117,7 +113,7 @@ class _Kind:
         return any(f"{c.__module__}:{c.__qualname__}" == self.target for c in cls.__mro__)
 
 
-_KINDS: dict[str, _Kind] = {"recommender": _Kind("recommender", "mlsd.pipeline:Recommender")}
+_KINDS: dict[str, _Kind] = {"recommender": _Kind("recommender", "mlsd.pipeline.recommender:Recommender")}
 
 
 def register_kind(name: str, target: str | type, *, replace: bool = False) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
-from mlsd.retrieval.cache import CacheMismatch
+from mlsd.pipeline.servable import Servable, ServingOptions
 from mlsd.serving import prefork
 from mlsd.serving.app import (
     DEFAULT_MAX_REQUESTS_PER_CONNECTION,
@@ -133,36 +132,18 @@ class _NoReloadAcrossWorkers:
 
 
 def prepare(
-    model: Any, *, candidate_cache: bool = True, cache_dir: str | Path | None = None
-) -> Any:
-    """Serving-only preparation of a loaded model: its ranker compiled to native code (see
-    :meth:`mlsd.ranking.GBDTRanker.compile`; LightGBM is kept when that is not possible) and,
-    with ``candidate_cache``, every known user's candidates retrieved ahead (see
-    :meth:`mlsd.pipeline.Recommender.precompute_candidates`), reused from ``cache_dir`` when
-    saved there for this model, else computed and saved there. Reports each step on stderr."""
-    ranker = getattr(model, "ranker_", None)
-    if ranker is not None and hasattr(ranker, "compile"):
-        t0 = time.perf_counter()
-        ok = ranker.compile()
-        _say(f"ranker {'compiled' if ok else 'NOT compiled'} in {time.perf_counter() - t0:.1f} s")
-    if candidate_cache and hasattr(model, "precompute_candidates"):
-        t0 = time.perf_counter()
-        if cache_dir is not None and Path(cache_dir, "meta.json").is_file():
-            try:
-                cache = model.load_candidate_cache(cache_dir)
-            except CacheMismatch as e:
-                _say(f"candidate cache not reused ({e}); retrieving again")
-            else:
-                _say(
-                    f"{len(cache.users):,} candidate rows (users, new-user buckets) "
-                    f"memory-mapped from {cache_dir} in {time.perf_counter() - t0:.1f} s"
-                )
-                return model
-        cache = model.precompute_candidates(threads=PRECOMPUTE_THREADS, directory=cache_dir)
-        _say(
-            f"{len(cache.users):,} candidate rows (users, new-user buckets) retrieved ahead in "
-            f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
-        )
+    model: Servable, *, candidate_cache: bool = True, cache_dir: str | Path | None = None
+) -> Servable:
+    """Serving-only preparation of a loaded model (see :meth:`Servable.prepare`), each step
+    reported on stderr; returns the model."""
+    model.prepare(
+        ServingOptions(
+            candidate_cache=candidate_cache,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            threads=PRECOMPUTE_THREADS,
+        ),
+        _say,
+    )
     return model
 
 

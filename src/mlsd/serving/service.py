@@ -1,77 +1,17 @@
-"""What the HTTP layer needs from a loaded model, and the swap-able holder of the live one.
+"""The swap-able holder of the live model.
 
-:class:`Servable` is the narrow interface the handlers call (the pipeline's ``Recommender``
-implements it). :class:`ModelHolder` swaps models atomically: a request takes a reference to
-the current model once, at its start, so in-flight requests finish on the model they started
-with while new requests see the new one.
+The model is a :class:`~mlsd.pipeline.Servable` (the protocol of what the handlers call).
+:class:`ModelHolder` swaps models atomically: a request takes a reference to the current model
+once, at its start, so in-flight requests finish on the model they started with while new
+requests see the new one.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
-import numpy as np
-import pyarrow as pa
-
-
-@dataclass
-class ServedItem:
-    video_id: int
-    score: float
-    source: str
-    exploration: bool = False
-    components: dict[str, float] = field(default_factory=dict)
-    actions: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Served:
-    """One user's recommendations as served."""
-
-    user_id: int
-    items: list[ServedItem]
-    degraded: bool = False
-    degraded_reason: str | None = None
-    cold_start: bool = False
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    n_candidates: int = 0
-
-
-@dataclass
-class RequestCtx:
-    """The request's context. ``received_at`` (``time.perf_counter()`` seconds) is when the
-    service received it: the model's time budget counts from there, so time spent queued
-    behind other requests counts too (None: from when the model starts on it)."""
-
-    time_ms: int
-    device: str | None = None
-    surface: str | None = None
-    received_at: float | None = None
-
-
-class Servable(Protocol):
-    """The model interface the service calls. Implementations must be thread-safe for reads."""
-
-    version: str
-
-    def serve(self, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
-        """Recommend ``k`` videos; never raises for a valid request (degrades instead)."""
-        ...
-
-    def similar(self, video_id: int, k: int) -> list[ServedItem]:
-        """Videos similar to ``video_id``; raises KeyError for an unknown video."""
-        ...
-
-    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
-        """Boolean mask: which ids are in the model's catalog."""
-        ...
-
-    def apply_events(self, events: pa.Table) -> None:
-        """Apply validated new events to the online state (history, features)."""
-        ...
+from mlsd.pipeline.servable import Servable
 
 
 class ModelHolder:

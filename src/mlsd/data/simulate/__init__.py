@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import mlsd
+from mlsd._version import __version__
 from mlsd.config import SimulationConfig
 from mlsd.data.dataset import Dataset
 from mlsd.data.schema import CREATORS, EVENT_TYPES, EVENTS, USERS, VIDEOS
@@ -203,7 +203,7 @@ def simulate(cfg: SimulationConfig, progress: Any | None = None) -> Dataset:
     counts = {name: int((cols["e"] == code).sum()) for name, code in _CODE.items()}
     meta = {
         "source": "simulated",
-        "mlsd_version": mlsd.__version__,
+        "mlsd_version": __version__,
         "config": cfg.model_dump(),
         "window": {"start_ms": world.start_ms, "end_ms": world.end_ms},
         "rows": {"users": users_t.num_rows, "creators": creators_t.num_rows,

@@ -54,6 +54,15 @@ from mlsd.errors import ConfigError, DataError, MlsdError
 from mlsd.features import VIDEO_REC, MemoryStore, OnlineStore, build_training_set, materialize
 from mlsd.features.offline import feature_matrix
 from mlsd.features.signals import timestamps_ms
+from mlsd.pipeline.servable import ServingOptions
+from mlsd.pipeline.types import (
+    DegradedKind,
+    RecommendationBatch,
+    RequestCtx,
+    Served,
+    ServedItem,
+    ServingStatus,
+)
 from mlsd.ranking.gbdt import GBDTRanker
 from mlsd.reranking import Catalog as RuleCatalog
 from mlsd.reranking import RerankConfig, RuleContext, Slate, default_chain
@@ -65,7 +74,6 @@ from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.cache import CacheMismatch, CandidateCache
 from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
-from mlsd.serving.service import RequestCtx, Served, ServedItem
 
 __all__ = ["PipelineConfig", "RecommendationBatch", "Recommender"]
 
@@ -133,32 +141,6 @@ class PipelineConfig(StrictModel):
     queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()
     seed: int = 0
-
-
-@dataclass
-class RecommendationBatch:
-    """Batch output: ``item_ids`` ``int64[n, k]`` (padded with -1), ``scores`` ``float32[n, k]``
-    and ``cold`` (``bool[n]``, users without any history)."""
-
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    scores: np.ndarray
-    cold: np.ndarray
-
-    def to_table(self) -> pa.Table:
-        """Long format: ``user_id, rank, item_id, score`` (padding omitted)."""
-        n, k = self.item_ids.shape
-        ok = self.item_ids != PAD
-        rows = np.broadcast_to(np.arange(n)[:, None], (n, k))[ok]
-        ranks = np.broadcast_to(np.arange(1, k + 1)[None, :], (n, k))[ok]
-        return pa.table(
-            {
-                "user_id": pa.array(self.user_ids[rows], pa.int64()),
-                "rank": pa.array(ranks, pa.int32()),
-                "item_id": pa.array(self.item_ids[ok], pa.int64()),
-                "score": pa.array(self.scores[ok], pa.float32()),
-            }
-        )
 
 
 @dataclass
@@ -884,6 +866,7 @@ class Recommender:
         users = np.array([int(user_id)], np.int64)
         k = min(int(k), len(self.video_ids_))
         n_cand = max(self.config.candidates, k)
+        kind: DegradedKind | None = None  # why degraded (None: not)
         reason: str | None = None
 
         def elapsed() -> float:
@@ -896,7 +879,7 @@ class Recommender:
             if queued > wait_budget:  # overload: shed to the cheap order, not more queueing
                 stage["queue"] = queued
                 return self._fallback(
-                    user_id, k, ctx, cold,
+                    user_id, k, ctx, cold, "overload",
                     f"waited {queued:.0f} ms before starting (queue budget {wait_budget:g} "
                     "ms): overload",
                     stage, t_start,
@@ -908,12 +891,14 @@ class Recommender:
                     stage["queue"] = queued
             except Exception as e:  # any source failure: popular fallback
                 return self._fallback(
-                    user_id, k, ctx, cold, f"retrieval failed: {type(e).__name__}", stage, t_start
-                )
+                    user_id, k, ctx, cold, "retrieval_failed",
+                    f"retrieval failed: {type(e).__name__}", stage, t_start,
+                )  # fmt: skip
             if elapsed() > budget:
+                kind = "retrieval_over_budget"
                 reason = f"retrieval took {elapsed():.0f} ms (budget {budget:g} ms)"
             x = None
-            if reason is None:
+            if kind is None:
                 try:
                     ok = items != PAD
                     items, sources, rfeat = items[ok], sources[ok], rfeat[ok]
@@ -923,16 +908,20 @@ class Recommender:
                     x = np.concatenate([feats, rfeat], axis=1)
                     stage["features"] = elapsed() - queued - stage["retrieval"]
                 except Exception as e:
+                    kind = "features_failed"
                     reason = f"feature store failed: {type(e).__name__}: {e}"[:200]
             proba: dict[str, np.ndarray] | None = None
             if x is not None and elapsed() > budget:
-                reason = f"features took {elapsed():.0f} ms in all (budget {budget:g} ms)"
-            if reason is None and x is not None:
+                kind, reason = (
+                    "features_over_budget",
+                    f"features took {elapsed():.0f} ms in all (budget {budget:g} ms)",
+                )
+            if kind is None and x is not None:
                 try:
                     proba = self.ranker_.predict_proba(x)
                     stage["ranking"] = elapsed() - queued - stage["retrieval"] - stage["features"]
                 except Exception as e:
-                    reason = f"ranker failed: {type(e).__name__}"
+                    kind, reason = "ranker_failed", f"ranker failed: {type(e).__name__}"
             if proba is not None:
                 score = np.asarray(sum(self.ranker_.weights[o] * p for o, p in proba.items()))
                 chain = self.served_chain_
@@ -951,7 +940,8 @@ class Recommender:
             try:
                 out = chain.apply(slate, self._context(int(user_id), k, ctx.time_ms, explain))
             except Exception as e:
-                reason = reason or f"re-ranking failed: {type(e).__name__}"
+                if kind is None:
+                    kind, reason = "reranking_failed", f"re-ranking failed: {type(e).__name__}"
                 out = slate.truncate(k)
             stage["rerank"] = (time.perf_counter() - t0) * 1000
             served_items = self._served_items(out, explain, proba, order, known, rfeat, items)
@@ -959,7 +949,7 @@ class Recommender:
         return Served(
             user_id=int(user_id),
             items=served_items,
-            degraded=reason is not None,
+            degraded_kind=kind,
             degraded_reason=reason,
             cold_start=cold,
             stage_ms=stage,
@@ -1174,6 +1164,7 @@ class Recommender:
         k: int,
         ctx: RequestCtx,
         cold: bool,
+        kind: DegradedKind,
         reason: str,
         stage: dict[str, float],
         t_start: float,
@@ -1184,7 +1175,7 @@ class Recommender:
         return Served(
             user_id=int(user_id),
             items=[ServedItem(v, 1.0 / (i + 1), "popular") for i, v in enumerate(picks)],
-            degraded=True,
+            degraded_kind=kind,
             degraded_reason=reason,
             cold_start=cold,
             stage_ms=stage,
@@ -1356,6 +1347,50 @@ class Recommender:
         gc.collect()
         self.warm_up()
         return self
+
+    def prepare(self, options: ServingOptions, say: Callable[[str], None]) -> None:
+        """Serving-only preparation after a load (the :class:`~mlsd.pipeline.Servable`
+        protocol): the ranker compiled to native code (LightGBM kept when that is not
+        possible), and with ``options.candidate_cache`` every known user's candidates
+        retrieved ahead (see :meth:`precompute_candidates`), reused from ``options.cache_dir``
+        when saved there for this model, else computed and saved there. Says each step."""
+        self._check()
+        if options.compile_ranker:
+            t0 = time.perf_counter()
+            ok = self.ranker_.compile()
+            say(
+                f"ranker {'compiled' if ok else 'NOT compiled'} in {time.perf_counter() - t0:.1f} s"
+            )
+        if not options.candidate_cache:
+            return
+        t0 = time.perf_counter()
+        cache_dir = options.cache_dir
+        if cache_dir is not None and Path(cache_dir, "meta.json").is_file():
+            try:
+                cache = self.load_candidate_cache(cache_dir)
+            except CacheMismatch as e:
+                say(f"candidate cache not reused ({e}); retrieving again")
+            else:
+                say(
+                    f"{len(cache.users):,} candidate rows (users, new-user buckets) "
+                    f"memory-mapped from {cache_dir} in {time.perf_counter() - t0:.1f} s"
+                )
+                return
+        cache = self.precompute_candidates(threads=options.threads, directory=cache_dir)
+        say(
+            f"{len(cache.users):,} candidate rows (users, new-user buckets) retrieved ahead in "
+            f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
+        )
+
+    def status(self) -> ServingStatus:
+        """The :class:`~mlsd.pipeline.Servable` figures: ranker compiled, cache hits/misses."""
+        cache = self.candidate_cache_
+        ranker = getattr(self, "ranker_", None)
+        return ServingStatus(
+            ranker_compiled=bool(getattr(ranker, "compiled_", None)),
+            cache_hits=cache.hits if cache is not None else 0,
+            cache_misses=cache.misses if cache is not None else 0,
+        )
 
     def warm_up(self) -> None:
         """Serve two throwaway requests (a known and an unknown user) so that lazy

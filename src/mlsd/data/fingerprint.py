@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlsd._version import __version__
 from mlsd.errors import DataError
 
 _CHUNK = 1 << 20
@@ -118,8 +119,6 @@ def fingerprint_table(table: pa.Table | Mapping[str, pa.Table]) -> str:
 
 def code_version() -> str:
     """``mlsd.__version__``, plus ``+g<git rev>`` (and ``.dirty``) when run from a checkout."""
-    from mlsd import __version__
-
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
