@@ -116,6 +116,17 @@ def _ceil_ms(t: datetime) -> int:
     return -((_EPOCH - t) // timedelta(milliseconds=1))
 
 
+def _keys(events: pa.Table, rows: np.ndarray) -> dict[str, pa.ChunkedArray]:
+    """``user_id``, ``video_id`` (int64) and ``timestamp`` (timestamp[ms, UTC]) of ``rows``
+    (integer indices into ``events``), in that order."""
+    taken = events.select(["user_id", "video_id", "timestamp"]).take(pa.array(rows))
+    return {
+        "user_id": pc.cast(taken.column("user_id"), pa.int64()),
+        "video_id": pc.cast(taken.column("video_id"), pa.int64()),
+        "timestamp": pc.cast(taken.column("timestamp"), _TS, safe=False),
+    }
+
+
 def label_events(
     events: pa.Table,
     videos: pa.Table | None,
@@ -148,12 +159,9 @@ def label_events(
         np.concatenate([u[rows], u[liked]]), np.concatenate([v[rows], v[liked]]), len(rows)
     )
     label_like = np.isin(k_rows, k_liked)
-    taken = events.select(["user_id", "video_id", "timestamp"]).take(pa.array(rows))
     return pa.table(
         {
-            "user_id": pc.cast(taken.column("user_id"), pa.int64()),
-            "video_id": pc.cast(taken.column("video_id"), pa.int64()),
-            "timestamp": pc.cast(taken.column("timestamp"), _TS, safe=False),
+            **_keys(events, rows),
             "label_watch": pa.array(watch[rows], type=pa.bool_()),
             "label_like": pa.array(label_like, type=pa.bool_()),
         }
@@ -188,11 +196,4 @@ def positives(
         k, _ = _pair_keys(_ids(events, "user_id")[rows], _ids(events, "video_id")[rows], len(rows))
         _, first = np.unique(k, return_index=True)
         rows = rows[np.sort(first)]  # first occurrence in time order, kept in time order
-    taken = events.select(["user_id", "video_id", "timestamp"]).take(pa.array(rows))
-    return pa.table(
-        {
-            "user_id": pc.cast(taken.column("user_id"), pa.int64()),
-            "video_id": pc.cast(taken.column("video_id"), pa.int64()),
-            "timestamp": pc.cast(taken.column("timestamp"), _TS, safe=False),
-        }
-    )
+    return pa.table(_keys(events, rows))

@@ -71,12 +71,17 @@ class Split:
         )
 
 
+def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
+    """Column ``name`` of ``table`` (``what`` names it in messages); DataError when absent."""
+    if name not in table.column_names:
+        present = ", ".join(table.column_names) or "none"
+        raise DataError(f"{what}: no '{name}' column (columns present: {present})")
+    return table.column(name)
+
+
 def _ms(table: pa.Table, what: str = "table") -> np.ndarray:
     """The ``timestamp`` column as int64 epoch milliseconds; DataError when absent or null."""
-    if "timestamp" not in table.column_names:
-        present = ", ".join(table.column_names) or "none"
-        raise DataError(f"{what}: no 'timestamp' column (columns present: {present})")
-    col = table.column("timestamp")
+    col = _column(table, "timestamp", what)
     if col.null_count:
         first = int(np.flatnonzero(np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False)))[0])
         raise DataError(
@@ -93,10 +98,8 @@ def _ms(table: pa.Table, what: str = "table") -> np.ndarray:
 
 
 def _users(table: pa.Table, what: str = "table") -> np.ndarray:
-    if "user_id" not in table.column_names:
-        present = ", ".join(table.column_names) or "none"
-        raise DataError(f"{what}: no 'user_id' column (columns present: {present})")
-    col = table.column("user_id")
+    """The ``user_id`` column as numpy; DataError when absent or null."""
+    col = _column(table, "user_id", what)
     if col.null_count:
         raise DataError(f"{what}: column 'user_id' has {col.null_count:,} missing values")
     return np.asarray(col.to_numpy(zero_copy_only=False))
@@ -156,15 +159,7 @@ def global_temporal_split(
             raise DataError("events: no rows; expected at least one row to split")
         cut = int(np.quantile(ms, 1.0 - test_share, method="higher"))
         t = _from_ms(cut)
-    is_test = ms >= cut
-    out = Split(
-        train=events.filter(pa.array(~is_test)),
-        test=events.filter(pa.array(is_test)),
-        protocol="global-temporal",
-        split_time=t,
-    )
-    check_no_leak(out)
-    return out
+    return _checked_split(events, ms >= cut, "global-temporal", split_time=t)
 
 
 def _n_test(counts: np.ndarray, test_share: float) -> np.ndarray:
@@ -204,10 +199,25 @@ def per_user_temporal_split(events: pa.Table, test_share: float) -> Split:
             "cut_time": pa.array(ms[cut_rows], type=pa.int64()).cast(_TS),
         }
     )
+    return _checked_split(events, is_test, "per-user-temporal", user_cut=user_cut)
+
+
+def _checked_split(
+    events: pa.Table,
+    is_test: np.ndarray,
+    protocol: Protocol,
+    *,
+    split_time: datetime | None = None,
+    user_cut: pa.Table | None = None,
+) -> Split:
+    """The split of ``events`` with the rows where ``is_test`` (bool, one per row) in test, the
+    others in train, each in input order; raises :class:`DataError` if :func:`check_no_leak`
+    finds a leak."""
     out = Split(
         train=events.filter(pa.array(~is_test)),
         test=events.filter(pa.array(is_test)),
-        protocol="per-user-temporal",
+        protocol=protocol,
+        split_time=split_time,
         user_cut=user_cut,
     )
     check_no_leak(out)

@@ -1,143 +1,31 @@
-"""Data contracts: the Arrow schemas of users, creators, videos and events, and ``validate``.
+"""The validation machinery: conforming a table onto its schema and the row-level checks.
 
-Tables are stored as Parquet (CSV is accepted on input). Only the id columns and, for events,
-``timestamp`` and ``event_type`` are required; other columns are optional and, when absent,
-are added as nulls so that every block downstream sees one fixed schema.
-
-Event types (one row per event, the log is long, not wide):
-
-- ``impression``: the video was shown (``request_id``, ``position`` 1-based, ``surface``);
-- ``play``: the user started it; ``watch_seconds`` is how long they watched (null if unknown);
-- ``like``, ``share``, ``dislike`` (dislike also stands for "not interested");
-- ``rating``: explicit rating data (``rating``), e.g. MovieLens.
-
-``validate`` checks types, required columns, referential integrity, value ranges and duplicate
-ids, and reports every problem with the file, the column, the first offending row and what was
-expected. With ``repair=True`` it drops offending rows instead, and reports how many and why.
+A :class:`Collector` gathers one table's problems (each located by file, column, first row and,
+for CSV, line) and the mask of rows to drop when repairing; the ``check_*`` functions add to it.
+:func:`mlsd.data.schema.validate` runs them in order and decides whether to raise or repair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlsd.data._coerce import TS_TYPE, coerce
-from mlsd.errors import DataError, DataValidationError, Problem
-
-EVENT_TYPES: tuple[str, ...] = ("impression", "play", "like", "share", "dislike", "rating")
-
-USERS = pa.schema(
-    [
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("signup_time", TS_TYPE),
-        pa.field("country", pa.string()),
-        pa.field("language", pa.string()),
-        pa.field("age_bucket", pa.string()),
-        pa.field("device", pa.string()),
-        pa.field("allows_explicit", pa.bool_()),
-    ]
+from mlsd.data._coerce import coerce
+from mlsd.data.schema.tables import (
+    EVENT_TYPES,
+    ID_COLUMN,
+    MAX_FUTURE,
+    MIN_TIME,
+    REQUIRED,
+    SCHEMAS,
+    WATCH_TOLERANCE_ABS_S,
+    WATCH_TOLERANCE_REL,
 )
-
-CREATORS = pa.schema(
-    [
-        pa.field("creator_id", pa.int64(), nullable=False),
-        pa.field("language", pa.string()),
-        pa.field("created_time", TS_TYPE),
-    ]
-)
-
-VIDEOS = pa.schema(
-    [
-        pa.field("video_id", pa.int64(), nullable=False),
-        pa.field("creator_id", pa.int64()),
-        pa.field("duration_s", pa.float32()),
-        pa.field("upload_time", TS_TYPE),
-        pa.field("topic", pa.string()),  # primary topic
-        pa.field("topics", pa.list_(pa.string())),  # all topics, primary first
-        pa.field("language", pa.string()),
-        pa.field("is_explicit", pa.bool_()),
-        pa.field("title", pa.string()),
-    ]
-)
-
-EVENTS = pa.schema(
-    [
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("video_id", pa.int64(), nullable=False),
-        pa.field("timestamp", TS_TYPE, nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("watch_seconds", pa.float32()),
-        pa.field("request_id", pa.int64()),
-        pa.field("position", pa.int16()),
-        pa.field("surface", pa.string()),
-        pa.field("device", pa.string()),
-        pa.field("rating", pa.float32()),
-        pa.field("weight", pa.float32()),
-    ]
-)
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "users": USERS,
-    "creators": CREATORS,
-    "videos": VIDEOS,
-    "events": EVENTS,
-}
-ID_COLUMN = {"users": "user_id", "creators": "creator_id", "videos": "video_id"}
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "users": ("user_id",),
-    "creators": ("creator_id",),
-    "videos": ("video_id",),
-    "events": ("user_id", "video_id", "timestamp", "event_type"),
-}
-
-# Timestamps outside [MIN_TIME, now + MAX_FUTURE] are treated as corrupt (a seconds/ms mix-up,
-# a zero default...). MovieLens 100k starts in 1997, so 1990 leaves room for older public logs.
-MIN_TIME = datetime(1990, 1, 1, tzinfo=UTC)
-MAX_FUTURE = timedelta(days=366)
-# Watch time may exceed duration slightly (player heartbeats, rounding): 5% + 2 s tolerance.
-WATCH_TOLERANCE_REL = 0.05
-WATCH_TOLERANCE_ABS_S = 2.0
-
-
-@dataclass
-class ValidationReport:
-    """What ``validate`` found: problems (raised unless repairing) and rows dropped per reason.
-
-    ``dropped`` maps ``"<kind>: <reason>"`` (e.g. ``"events: negative watch seconds"``) to the
-    number of rows removed for that reason; a row with several problems is counted once, under
-    the first reason found, so the counts add up to the rows removed. ``rows`` holds the row
-    counts of the returned tables.
-    """
-
-    problems: list[Problem] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def n_dropped(self) -> int:
-        return sum(self.dropped.values())
-
-    def summary(self) -> str:
-        parts = [f"{k}: {_rows(v)}" for k, v in self.rows.items()]
-        if self.dropped:
-            parts.append(
-                f"dropped {_rows(self.n_dropped)}: "
-                + ", ".join(f"{n:,} ({why})" for why, n in self.dropped.items())
-            )
-        return "; ".join(parts)
-
-
-def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
+from mlsd.errors import Problem
 
 
 def _fmt(v: object) -> str:
@@ -166,7 +54,7 @@ def _contiguous(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-class _Collector:
+class Collector:
     """Accumulates the problems of one table and the rows to drop when repairing."""
 
     def __init__(self, kind: str, file: str, n: int, csv: bool) -> None:
@@ -227,7 +115,7 @@ class _Collector:
 
 def conform(
     table: pa.Table, kind: str, file: str = "<table>", *, csv: bool = False
-) -> tuple[pa.Table, _Collector]:
+) -> tuple[pa.Table, Collector]:
     """Cast ``table`` onto the schema of ``kind``; record missing columns and bad values.
 
     Unknown extra columns are left out (the schema is fixed) but are not an error; optional
@@ -235,7 +123,7 @@ def conform(
     and are recorded as ``dtype`` problems. Every column of the result is one contiguous chunk.
     """
     schema = SCHEMAS[kind]
-    col = _Collector(kind, file, table.num_rows, csv)
+    col = Collector(kind, file, table.num_rows, csv)
     if table.num_rows == 0:
         if not table.num_columns:
             what = "no columns and no rows"
@@ -291,7 +179,7 @@ def _duplicates(ids: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return dup
 
 
-def _check_rows(t: pa.Table, kind: str, col: _Collector) -> None:
+def check_rows(t: pa.Table, kind: str, col: Collector) -> None:
     """Row-level checks that need only this table (all vectorised)."""
     if any(p.check in ("missing", "empty") for p in col.problems):
         return
@@ -357,12 +245,12 @@ def _check_rows(t: pa.Table, kind: str, col: _Collector) -> None:
         )
 
 
-def _check_refs(
+def check_refs(
     table: pa.Table,
-    tcol: _Collector,
+    tcol: Collector,
     idc: str,
     other: pa.Table,
-    ocol: _Collector,
+    ocol: Collector,
     other_idc: str,
     repair: bool,
 ) -> None:
@@ -385,8 +273,8 @@ def _check_refs(
     tcol.rows(_present(ids) & ~found, idc, expected, f"unknown {entity}", values=ids)
 
 
-def _check_watch_vs_duration(
-    events: pa.Table, ecol: _Collector, videos: pa.Table, vcol: _Collector
+def check_watch_vs_duration(
+    events: pa.Table, ecol: Collector, videos: pa.Table, vcol: Collector
 ) -> None:
     """Watch time beyond the video's duration (+ tolerance); videos whose own row is bad
     (e.g. a negative duration) are skipped: that row is reported already."""
@@ -417,92 +305,3 @@ def _check_watch_vs_duration(
         "watch beyond duration",
         found=found,
     )
-
-
-def validate(
-    tables: Mapping[str, pa.Table | None],
-    files: Mapping[str, str] | None = None,
-    *,
-    repair: bool = False,
-    csv: Mapping[str, bool] | None = None,
-) -> tuple[dict[str, pa.Table], ValidationReport]:
-    """Validate raw tables (keys among users, creators, videos, events) against the contracts.
-
-    ``files`` names the file each table came from (used in messages); ``csv`` says which were
-    CSV files, so that messages also give the line in the file.
-
-    Returns the tables conformed to the schemas and a report. Raises
-    :class:`~mlsd.errors.DataValidationError` listing every problem unless ``repair`` is set;
-    with ``repair`` offending rows are dropped and counted in ``report.dropped`` (column-level
-    problems such as a missing column or an empty file cannot be repaired and always raise, as
-    does a repair that leaves no events). Events referencing ids absent from a given
-    users/videos table are problems (videos referencing absent creators likewise); tables not
-    given are not checked against.
-    """
-    unknown = sorted(set(tables) - set(SCHEMAS))
-    if unknown:
-        raise DataError(
-            f"unknown table kind(s) {', '.join(unknown)}; expected some of {', '.join(SCHEMAS)}"
-        )
-    files = dict(files or {})
-    csv = dict(csv or {})
-    conformed: dict[str, pa.Table] = {}
-    cols: dict[str, _Collector] = {}
-    for kind in ("users", "creators", "videos", "events"):
-        raw = tables.get(kind)
-        if raw is None:
-            continue
-        t, col = conform(raw, kind, files.get(kind, f"<{kind}>"), csv=csv.get(kind, False))
-        _check_rows(t, kind, col)
-        conformed[kind], cols[kind] = t, col
-
-    def everything() -> list[Problem]:
-        return [p for c in cols.values() for p in c.problems]
-
-    if any(p.row is None for p in everything()):
-        # Column-level problems first: they are what to fix first, and repair cannot fix them.
-        problems = sorted(everything(), key=lambda p: p.row is not None)
-        raise DataValidationError(
-            problems,
-            note="a missing column or an empty file cannot be repaired by dropping rows"
-            if repair
-            else "",
-        )
-    # Videos before events: a video dropped for an unknown creator drops its events too.
-    if "videos" in conformed and "creators" in conformed:
-        _check_refs(
-            conformed["videos"],
-            cols["videos"],
-            "creator_id",
-            conformed["creators"],
-            cols["creators"],
-            "creator_id",
-            repair,
-        )
-    if "events" in conformed:
-        ev, ecol = conformed["events"], cols["events"]
-        for kind, idc in (("videos", "video_id"), ("users", "user_id")):
-            if kind in conformed:
-                _check_refs(ev, ecol, idc, conformed[kind], cols[kind], idc, repair)
-        if "videos" in conformed:
-            _check_watch_vs_duration(ev, ecol, conformed["videos"], cols["videos"])
-    problems = everything()
-    if problems and not repair:
-        raise DataValidationError(problems)
-    report = ValidationReport(problems=problems)
-    for kind, c in cols.items():
-        if c.drop.any():
-            conformed[kind] = conformed[kind].filter(pa.array(~c.drop))
-        report.dropped.update(c.reasons)
-    report.rows = {k: t.num_rows for k, t in conformed.items()}
-    if "events" in conformed and conformed["events"].num_rows == 0:
-        left = Problem(
-            cols["events"].file,
-            None,
-            None,
-            f"no valid rows left after repair ({report.summary()})",
-            "at least one valid event",
-            check="empty",
-        )
-        raise DataValidationError([left, *problems])
-    return conformed, report
