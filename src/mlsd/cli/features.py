@@ -6,20 +6,16 @@ skew check that finds mismatches exits 1.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from mlsd.errors import ConfigError, MlsdError
+from mlsd.cli._common import console, simulated, user_errors
+from mlsd.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlsd.data.dataset import Dataset
@@ -30,11 +26,6 @@ features_app = typer.Typer(
     help="Feature store: registry, training sets, online materialization, skew check.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 DataPath = Annotated[
     Path | None, typer.Argument(help="A dataset directory (mlsd schema); or use --scale.")
 ]
@@ -49,35 +40,20 @@ RedisOpt = Annotated[
 NamespaceOpt = Annotated[str, typer.Option(help="Key prefix in Redis.")]
 
 
-def _user_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MlsdError as e:
-            if os.environ.get("MLSD_DEBUG"):
-                raise
-            err_console.print(Text.assemble(("error:", "red"), f" {e}"), soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _dataset(path: Path | None, scale: str | None, seed: int) -> Dataset:
-    if (path is None) == (scale is None):
-        raise ConfigError("give either a dataset PATH or --scale (tiny, small, large)")
-    if scale is not None:
-        from mlsd.config import SimulationConfig
-        from mlsd.data.simulate import simulate
+    """The dataset at PATH or the simulated platform of --scale; a ConfigError unless exactly
+    one of them is given."""
+    if path is None and scale is not None:
+        return simulated(scale, seed)
+    if path is not None and scale is None:
+        from mlsd.data.dataset import load_dataset
 
-        return simulate(SimulationConfig.for_scale(scale, seed=seed))
-    from mlsd.data.dataset import load_dataset
-
-    assert path is not None
-    return load_dataset(path)
+        return load_dataset(path)
+    raise ConfigError("give either a dataset PATH or --scale (tiny, small, large)")
 
 
 def _store(redis_url: str | None, namespace: str) -> OnlineStore:
+    """The Redis store at ``redis_url`` under ``namespace``; an in-memory one when it is None."""
     from mlsd.features.online import MemoryStore
 
     if redis_url is None:
@@ -88,7 +64,7 @@ def _store(redis_url: str | None, namespace: str) -> OnlineStore:
 
 
 @features_app.command("list")
-@_user_errors
+@user_errors
 def list_features(
     entity: Annotated[str | None, typer.Option(help="Only this entity's features.")] = None,
 ) -> None:
@@ -106,7 +82,7 @@ def list_features(
 
 
 @features_app.command("materialize")
-@_user_errors
+@user_errors
 def materialize_cmd(
     path: DataPath = None,
     scale: ScaleOpt = None,
@@ -136,7 +112,7 @@ def materialize_cmd(
 
 
 @features_app.command("build")
-@_user_errors
+@user_errors
 def build_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
     path: DataPath = None,
@@ -166,7 +142,7 @@ def build_cmd(
 
 
 @features_app.command("skew-check")
-@_user_errors
+@user_errors
 def skew_check_cmd(
     path: DataPath = None,
     scale: ScaleOpt = None,

@@ -1,83 +1,25 @@
-"""The ``mlsd`` command line: a thin Typer front door; every command delegates to the library.
-
-User errors (any :class:`~mlsd.errors.MlsdError`) print a short message and exit with status 2,
-without a traceback. Set ``MLSD_DEBUG=1`` to see the traceback anyway.
-"""
+"""``mlsd simulate``, ``mlsd data validate`` and ``mlsd data describe``: make, check and
+summarise datasets. Each command delegates to :mod:`mlsd.data`."""
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mlsd.cli_evaluate import evaluate_app
-from mlsd.cli_features import features_app
-from mlsd.cli_models import demo, recommend, train
-from mlsd.cli_serve import bench_app, serve
-from mlsd.errors import DataValidationError, MlsdError
+from mlsd.cli._common import FormatOpt, console, progress, user_errors
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    name="mlsd",
-    help="Machine-learning system design, running: simulate, validate, train, evaluate, serve.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 data_app = typer.Typer(
     rich_markup_mode="markdown",
     help="Inspect and validate event logs and catalogs.",
     no_args_is_help=True,
 )
-app.add_typer(data_app, name="data")
-app.add_typer(evaluate_app, name="evaluate")
-app.add_typer(features_app, name="features")
-app.command("train")(train)
-app.command("recommend")(recommend)
-app.command("demo")(demo)
-app.add_typer(bench_app, name="bench")
-app.command("serve")(serve)
 
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
+DatasetPath = Annotated[Path, typer.Argument(help="A dataset directory or an events file.")]
 
 
-def user_errors(fn: F) -> F:
-    """Turn MlsdError into a one-line message on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MlsdError as e:
-            if os.environ.get("MLSD_DEBUG"):
-                raise
-            if isinstance(e, DataValidationError) and len(e.problems) > 1:
-                err_console.print(
-                    f"[red]error:[/red] {len(e.problems)} problems found", soft_wrap=True
-                )
-                for p in e.problems:
-                    err_console.print(f"  - {p}", soft_wrap=True, markup=False)
-                if e.note:
-                    err_console.print(f"  ({e.note})", soft_wrap=True, markup=False)
-            else:
-                err_console.print("[red]error:[/red] ", end="")
-                err_console.print(str(e), soft_wrap=True, markup=False)
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@app.command()
 @user_errors
 def simulate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (created).")] = Path(
@@ -103,8 +45,8 @@ def simulate(
 
     overrides = {k: v for k, v in {"days": days, "n_users": users, "n_videos": videos}.items() if v}
     cfg = SimulationConfig.for_scale(scale, seed=seed, **overrides)
-    with _progress() as progress:
-        ds = run_sim(cfg, progress=progress)
+    with progress() as bar:
+        ds = run_sim(cfg, progress=bar)
     ds.write(out, manifest=ds.meta)
     t = Table(title=f"simulated '{scale}' platform (seed {seed}) -> {out}")
     t.add_column("table")
@@ -117,16 +59,14 @@ def simulate(
 @data_app.command("validate")
 @user_errors
 def data_validate(
-    path: Annotated[Path, typer.Argument(help="A dataset directory or an events file.")],
+    path: DatasetPath,
     videos: Annotated[
         Path | None, typer.Option(help="Videos file (overrides the directory's).")
     ] = None,
     users: Annotated[
         Path | None, typer.Option(help="Users file (overrides the directory's).")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="auto, mlsd, interactions or movielens.")
-    ] = "auto",
+    fmt: FormatOpt = "auto",
     repair: Annotated[
         bool, typer.Option(help="Drop offending rows instead of failing; report how many and why.")
     ] = False,
@@ -156,10 +96,8 @@ def data_validate(
 @data_app.command("describe")
 @user_errors
 def data_describe(
-    path: Annotated[Path, typer.Argument(help="A dataset directory or an events file.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="auto, mlsd, interactions or movielens.")
-    ] = "auto",
+    path: DatasetPath,
+    fmt: FormatOpt = "auto",
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -180,20 +118,3 @@ def data_describe(
         plot = base / "describe_completion.png"
     desc = describe_dataset(ds, plot_path=plot, top=top)
     render_description(desc, console)
-
-
-def _progress() -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=not sys.stderr.isatty(),
-    )
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

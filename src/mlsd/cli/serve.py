@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from mlsd.cli._common import console, err_console, user_errors
+
 bench_app = typer.Typer(
     rich_markup_mode="markdown", help="Benchmarks that ship with mlsd.", no_args_is_help=True
 )
@@ -38,6 +40,7 @@ ThreadsOpt = Annotated[
 ]
 
 
+@user_errors
 def serve(
     model: ModelOpt,
     online_store: Annotated[
@@ -90,41 +93,37 @@ def serve(
 
     The bundle is verified and loaded first: a bad one exits 2 with a one-line message.
     """
-    from mlsd.cli import err_console, user_errors
     from mlsd.serving.server import ServeSettings, run
 
-    @user_errors
-    def go() -> None:
-        settings = ServeSettings(
-            model_dir=model,
-            online_store=online_store,
-            api_key=api_key,
-            event_log=event_log,
-            workers=workers,
-            model_threads=threads,
-            candidate_cache=candidate_cache,
-            candidate_cache_dir=candidate_cache_dir,
-            max_requests_per_connection=max_requests_per_connection,
-        )
+    settings = ServeSettings(
+        model_dir=model,
+        online_store=online_store,
+        api_key=api_key,
+        event_log=event_log,
+        workers=workers,
+        model_threads=threads,
+        candidate_cache=candidate_cache,
+        candidate_cache_dir=candidate_cache_dir,
+        max_requests_per_connection=max_requests_per_connection,
+    )
 
-        def ready(what: str) -> None:
-            err_console.print(f"serving {what} on http://{host}:{port}", markup=False)
-            if api_key is None:
-                err_console.print("note: no API key; write endpoints answer 403", markup=False)
+    def ready(what: str) -> None:
+        err_console.print(f"serving {what} on http://{host}:{port}", markup=False)
+        if api_key is None:
+            err_console.print("note: no API key; write endpoints answer 403", markup=False)
 
-        run(
-            settings,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=access_log,
-            on_ready=ready,
-        )
-
-    go()
+    run(
+        settings,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        on_ready=ready,
+    )
 
 
 @bench_app.command("serve")
+@user_errors
 def bench_serve(
     model: ModelOpt,
     rate: Annotated[float, typer.Option(help="Requests per second (open loop).")] = 200.0,
@@ -152,35 +151,30 @@ def bench_serve(
     """Load-test `mlsd serve`: start it on loopback, send POST /v1/recommendations open-loop at
     RATE for DURATION seconds (heavy, light and new users), report latency percentiles from
     each request's due time, throughput and errors; write JSON to OUT."""
-    from mlsd.cli import console, err_console, user_errors
     from mlsd.serving.loadtest import run_sweep, verdict, write_result
 
-    @user_errors
-    def go() -> None:
-        (res,) = run_sweep(
-            model,
-            rates=[rate],
-            duration_s=duration,
-            warmup_s=warmup,
-            k=k,
-            workers=workers,
-            model_threads=threads,
-            candidate_cache=candidate_cache,
-            candidate_cache_dir=candidate_cache_dir,
-            data=data,
-            seed=seed,
-            log=lambda m: err_console.print(m, markup=False),
-        )
-        path = write_result(res, out)
-        lat = res["latency_ms"]
-        console.print(
-            f"{res['ok']:,}/{res['requests']:,} ok, {res['errors']} errors, "
-            f"{res['achieved_rps']} rps; latency ms p50 {lat['p50']} p95 {lat['p95']} "
-            f"p99 {lat['p99']} max {lat['max']}; goal: {verdict(res)}",
-            markup=False,
-        )
-        console.print(f"wrote {path}", markup=False)
-        if res["errors"]:
-            err_console.print(json.dumps(res["errors_by_kind"]), markup=False)
-
-    go()
+    (res,) = run_sweep(
+        model,
+        rates=[rate],
+        duration_s=duration,
+        warmup_s=warmup,
+        k=k,
+        workers=workers,
+        model_threads=threads,
+        candidate_cache=candidate_cache,
+        candidate_cache_dir=candidate_cache_dir,
+        data=data,
+        seed=seed,
+        log=lambda m: err_console.print(m, markup=False),
+    )
+    path = write_result(res, out)
+    lat = res["latency_ms"]
+    console.print(
+        f"{res['ok']:,}/{res['requests']:,} ok, {res['errors']} errors, "
+        f"{res['achieved_rps']} rps; latency ms p50 {lat['p50']} p95 {lat['p95']} "
+        f"p99 {lat['p99']} max {lat['max']}; goal: {verdict(res)}",
+        markup=False,
+    )
+    console.print(f"wrote {path}", markup=False)
+    if res["errors"]:
+        err_console.print(json.dumps(res["errors_by_kind"]), markup=False)
