@@ -55,6 +55,17 @@ def test_bad_input_is_refused() -> None:
     assert not cache.valid.any()  # nothing written
 
 
+def test_keys_across_the_whole_int64_range_are_accepted() -> None:
+    # cold-start rows sit near -2**63 and real user ids can be large: a difference of two
+    # keys overflows int64, their order does not
+    keys = np.array([-(2**63), 1, 10**15, 2**63 - 1], np.int64)
+    cache = CandidateCache(keys, width=4, n_ranks=1)
+    cache.put(keys, *_rows(len(keys), 4, 1, 1))
+    assert all(cache.get(int(k)) is not None for k in keys)
+    with pytest.raises(ConfigError, match="sorted unique"):
+        CandidateCache(keys[::-1].copy(), width=4, n_ranks=1)
+
+
 def _filled(users: np.ndarray, w: int = 30, r: int = 4) -> CandidateCache:
     cache = CandidateCache(users, width=w, n_ranks=r)
     cache.put(users, *_rows(len(users), w, r, 1))

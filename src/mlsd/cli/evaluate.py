@@ -117,8 +117,14 @@ def evaluate_main(
     cols = [c for c in cols if any(c in r for r in table.values())]
     for c in cols:
         t.add_column(c, justify="right")
+    t.add_column("unknown users", justify="right")
     for name, row in table.items():
-        t.add_row(name, *(f"{row.get(c, float('nan')):.4f}" for c in cols))
+        unknown = run.comparison.results[name].n_unknown_users
+        t.add_row(
+            name,
+            *(f"{row.get(c, float('nan')):.4f}" for c in cols),
+            "-" if unknown is None else f"{unknown:,}",
+        )
     console.print(t)
     report = Report(f"mlsd evaluate: {source}")
     report.add(*run.sections())

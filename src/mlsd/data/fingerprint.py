@@ -117,6 +117,27 @@ def fingerprint_table(table: pa.Table | Mapping[str, pa.Table]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def fingerprint_arrays(parts: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of named values: numpy arrays (dtype, shape and bytes), ``bytes``,
+    strings and JSON-serialisable values (serialised with sorted keys; other objects by
+    ``str``). Names are hashed with the values, in sorted order, so the digest does not depend
+    on the mapping's order."""
+    h = hashlib.sha256(b"mlsd-arrays-v1\n")
+    for name in sorted(parts):
+        v = parts[name]
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            h.update(f"array {name}\0{a.dtype.str}\0{a.shape}\n".encode())
+            h.update(a.data)  # C-contiguous: hashed in place, no copy
+        elif isinstance(v, bytes | bytearray):
+            h.update(f"bytes {name}\0{len(v)}\n".encode())
+            h.update(v)
+        else:
+            text = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+            h.update(f"value {name}\0{len(text)}\n{text}".encode())
+    return "sha256:" + h.hexdigest()
+
+
 def code_version() -> str:
     """``mlsd.__version__``, plus ``+g<git rev>`` (and ``.dirty``) when run from a checkout."""
     here = Path(__file__).resolve().parent

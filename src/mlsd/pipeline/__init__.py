@@ -1,7 +1,10 @@
 """The two-stage recommender as composed stages (see ``docs/architecture.md``)."""
 
-from mlsd.pipeline.recommender import PipelineConfig, Recommender, as_dataset
+from mlsd.pipeline.config import PipelineConfig, StagesConfig
+from mlsd.pipeline.data import as_dataset
+from mlsd.pipeline.recommender import Recommender
 from mlsd.pipeline.servable import Servable, ServingOptions
+from mlsd.pipeline.two_stage import TwoStage
 from mlsd.pipeline.types import (
     DEGRADED_KINDS,
     DegradedKind,
@@ -24,5 +27,7 @@ __all__ = [
     "ServedItem",
     "ServingOptions",
     "ServingStatus",
+    "StagesConfig",
+    "TwoStage",
     "as_dataset",
 ]

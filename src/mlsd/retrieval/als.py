@@ -217,3 +217,8 @@ class ALSSource:
         else:  # written before the index was saved: build it (deterministic, seeded)
             self._build_index()
         return self
+
+    def load_state(self, directory: str | Path, *, videos: pa.Table, history: History) -> ALSSource:
+        """:meth:`load` into this instance (the saved hyperparameters replace its own)."""
+        vars(self).update(vars(type(self).load(directory, videos=videos, history=history)))
+        return self

@@ -52,7 +52,9 @@ class CandidateCache:
 
     def __init__(self, users: np.ndarray, width: int, n_ranks: int) -> None:
         users = np.asarray(users, np.int64)
-        if users.ndim != 1 or (len(users) > 1 and not (np.diff(users) > 0).all()):
+        # compared pairwise, not by np.diff: keys span the whole int64 range (cold-start rows
+        # sit near -2**63), where a difference overflows
+        if users.ndim != 1 or (len(users) > 1 and not (users[1:] > users[:-1]).all()):
             raise ConfigError("CandidateCache users: expected sorted unique int64 ids")
         if not 1 <= width < np.iinfo(np.uint16).max:
             raise ConfigError(f"CandidateCache width={width}: expected 1..65534")

@@ -215,7 +215,7 @@ def evaluate_retrieval(
     for s in sources:
         t0 = time.perf_counter()
         extra = {"progress": progress} if progress and isinstance(s, TwoTowerSource) else {}
-        s.fit(  # type: ignore[attr-defined]
+        s.fit(
             period.train_positives,
             videos=dataset.videos,
             users=dataset.users,

@@ -20,10 +20,8 @@ attributes, read with ``allow_pickle=False``) and ``index/`` (FAISS). Nothing is
 
 from __future__ import annotations
 
+import inspect
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
+from mlsd.data.fingerprint import fingerprint_arrays
 from mlsd.errors import ConfigError, DataError
 from mlsd.retrieval._data import Catalog, fit_inputs
 from mlsd.retrieval._encode import (
@@ -48,85 +47,19 @@ from mlsd.retrieval._encode import (
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
 from mlsd.retrieval.history import History
 from mlsd.retrieval.index import EmbeddingIndex, IndexKind
-from mlsd.retrieval.two_tower_net import TwoTowerNet, in_batch_softmax_loss
+from mlsd.retrieval.two_tower_net import TwoTowerNet
+from mlsd.retrieval.two_tower_train import (
+    TrainInputs,
+    history_bounds,
+    history_rows,
+    inference_threads,
+    reproducible,
+    train_epochs,
+)
 
 __all__ = ["TwoTowerSource", "history_bounds", "history_rows"]
 
 _FORMAT = 1
-_HPARAMS = (
-    "dim",
-    "id_dim",
-    "topic_dim",
-    "creator_dim",
-    "user_id_dim",
-    "hidden",
-    "history_len",
-    "popularity_window_days",
-    "n_user_buckets",
-    "temperature",
-    "logq_correction",
-    "epochs",
-    "batch_size",
-    "lr",
-    "seed",
-    "num_threads",
-    "index_kind",
-    "name",
-    "exclude_seen",
-)
-
-
-@contextmanager
-def _reproducible(seed: int, num_threads: int | None) -> Iterator[None]:
-    """Seeded, deterministic torch for the block; global settings are restored after."""
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
-
-
-@contextmanager
-def _inference_threads(num_threads: int | None) -> Iterator[None]:
-    """Torch's thread count for an inference block (restored after). Inference draws no
-    random numbers (dropout off in eval mode), so no RNG fork: that costs ~1 ms a request."""
-    prev = torch.get_num_threads()
-    if num_threads is None or num_threads == prev:
-        yield
-        return
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-def history_bounds(u: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by (user, time): the first row of each row's user and of its
-    (user, time) tie group. The history of row ``r`` is ``[user_start[r], tie_start[r])``: the
-    same user's positives *strictly before* ``t[r]`` (equal timestamps excluded too)."""
-    n = len(u)
-    new_user = np.r_[True, u[1:] != u[:-1]]
-    new_tie = new_user | np.r_[True, t[1:] != t[:-1]]
-    user_start = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))
-    tie_start = np.maximum.accumulate(np.where(new_tie, np.arange(n), 0))
-    return user_start, tie_start
-
-
-def history_rows(
-    user_start: np.ndarray, tie_start: np.ndarray, rows: np.ndarray, history_len: int
-) -> np.ndarray:
-    """``int64[len(rows), history_len]``: row indices of each row's most recent earlier
-    positives (most recent first), -1 where the history is shorter."""
-    idx = tie_start[rows][:, None] - np.arange(1, history_len + 1)[None, :]
-    return np.where(idx >= user_start[rows][:, None], idx, -1)
 
 
 class _Codes:
@@ -153,9 +86,8 @@ class TwoTowerSource:
     None keeps torch's setting), ``index_kind`` for the exported embeddings, ``name``,
     ``exclude_seen``.
 
-    The defaults were measured on ``small`` (candidate recall@500 of the next week): small id
-    embeddings (8) generalise better than large ones (32: 0.44 vs 0.48, the ids overfit within
-    5 epochs), and without the logQ correction recall collapses (0.10).
+    The defaults were chosen by next-week candidate recall on the ``small`` simulation:
+    small id embeddings generalise better than large ones, and the logQ correction is needed.
 
     Learned state: ``net_``, ``catalog_``, ``user_features_``, ``log_q_`` (per catalog video),
     ``recent_counts_`` (positives per video in the window before ``now_ms_``),
@@ -165,6 +97,9 @@ class TwoTowerSource:
     ``unknown_history_ids_`` (running count of request-time history ids outside the catalog,
     ignored).
     """
+
+    #: ``fit(..., warm_start=True)`` continues training the fitted network (see :meth:`fit`)
+    supports_warm_start = True
 
     def __init__(
         self,
@@ -210,7 +145,9 @@ class TwoTowerSource:
         self.exclude_seen = exclude_seen
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _HPARAMS}
+        """The constructor arguments, by name."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in names if k != "self"}
 
     def _validate(self) -> None:
         if self.hidden < 0:
@@ -282,12 +219,22 @@ class TwoTowerSource:
         pop = popularity_buckets(trailing_counts(v, t, t, v, window))
         counts = np.bincount(v, minlength=len(catalog) + 1).astype(np.float64)
         self.log_q_ = np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32)
-        with _reproducible(self.seed, self.num_threads):
+        c = self._codes
+        inputs = TrainInputs(
+            u=u, v=v, t=t, pop=pop,
+            log_q=self.log_q_[v] if self.logq_correction else np.zeros(len(u), np.float32),
+            topic=c.topic, creator=c.creator, duration=c.duration, upload_ms=c.upload_ms,
+            user_features=self.user_features_.lookup(u),
+        )  # fmt: skip
+        with reproducible(self.seed, self.num_threads):
             if prev_now is None:
                 self.net_ = self._make_net()
-                self._train(u, v, t, pop, progress)
-            else:
-                self._train(u, v, t, pop, progress, rows=np.flatnonzero(t > prev_now))
+            self.loss_history_, self.epoch_seconds_ = train_epochs(
+                self.net_, inputs, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                temperature=self.temperature, history_len=self.history_len,
+                n_user_buckets=self.n_user_buckets, seed=self.seed, progress=progress,
+                rows=None if prev_now is None else np.flatnonzero(t > prev_now),
+            )  # fmt: skip
         self.history_ = (
             history
             if history is not None
@@ -312,84 +259,6 @@ class TwoTowerSource:
             hidden=self.hidden,
         )
 
-    def _train(
-        self,
-        u: np.ndarray,
-        v: np.ndarray,
-        t: np.ndarray,
-        pop: np.ndarray,
-        progress: Any,
-        rows: np.ndarray | None = None,
-    ) -> None:
-        """``rows``: the examples to train on (default all); histories use every row."""
-        n = len(u)
-        rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
-        c = self._codes
-        user_start, tie_start = history_bounds(u, t)
-        bucket = hash_ids(u, self.n_user_buckets)
-        feats = self.user_features_.lookup(u)
-        age = age_buckets(c.upload_ms[v], t)
-        log_q = self.log_q_[v] if self.logq_correction else np.zeros(n, np.float32)
-        net = self.net_
-        sparse = [p for m in net.modules() if isinstance(m, torch.nn.Embedding) and m.sparse
-                  for p in m.parameters()]  # fmt: skip
-        sparse_ids = {id(p) for p in sparse}
-        dense = [p for p in net.parameters() if id(p) not in sparse_ids]
-        opt_dense = torch.optim.Adam(dense, lr=self.lr)
-        opt_sparse = torch.optim.SparseAdam(sparse, lr=self.lr)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x77]))
-        bs = max(1, min(self.batch_size, len(rows)))
-        # drop the ragged last batch: every step has bs in-batch negatives
-        n_steps = len(rows) // bs
-        self.loss_history_: list[float] = []
-        self.epoch_seconds_: list[float] = []
-        bar, own = _progress(progress)
-        with bar if own else nullcontext():
-            for epoch in range(self.epochs):
-                t0 = time.perf_counter()
-                task = (
-                    bar.add_task(f"two-tower epoch {epoch + 1}/{self.epochs}", total=n_steps)
-                    if bar is not None
-                    else None
-                )
-                perm = rows[rng.permutation(len(rows))]
-                total = 0.0
-                net.train()
-                for s in range(n_steps):
-                    r = perm[s * bs : (s + 1) * bs]
-                    idx = history_rows(user_start, tie_start, r, self.history_len)
-                    hv = np.where(idx >= 0, v[np.maximum(idx, 0)], 0)
-                    uvec = net.user_tower(
-                        torch.from_numpy(bucket[r]),
-                        torch.from_numpy(feats[r]),
-                        torch.from_numpy(hv),
-                        torch.from_numpy(c.topic[hv]),
-                        torch.from_numpy(c.creator[hv]),
-                    )
-                    vr = v[r]
-                    vvec = net.video_tower(
-                        torch.from_numpy(vr),
-                        torch.from_numpy(c.topic[vr]),
-                        torch.from_numpy(c.creator[vr]),
-                        torch.from_numpy(c.duration[vr]),
-                        torch.from_numpy(age[r]),
-                        torch.from_numpy(pop[r]),
-                    )
-                    loss = in_batch_softmax_loss(
-                        uvec, vvec, torch.from_numpy(vr), torch.from_numpy(log_q[r]),
-                        self.temperature,
-                    )  # fmt: skip
-                    opt_dense.zero_grad(set_to_none=True)
-                    opt_sparse.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt_dense.step()
-                    opt_sparse.step()
-                    total += float(loss.detach())
-                    if task is not None:
-                        bar.advance(task)
-                self.loss_history_.append(total / max(n_steps, 1))
-                self.epoch_seconds_.append(time.perf_counter() - t0)
-
     # -- serving ----------------------------------------------------------------------------
     def _check(self) -> None:
         if not hasattr(self, "net_"):
@@ -403,7 +272,7 @@ class TwoTowerSource:
         net.eval()
         n = len(self.catalog_)
         out = np.empty((n, self.dim), np.float32)
-        with _reproducible(self.seed, self.num_threads):
+        with reproducible(self.seed, self.num_threads):
             for lo in range(0, n, batch):
                 vv = np.arange(lo + 1, min(lo + batch, n) + 1, dtype=np.int64)
                 out[lo : lo + len(vv)] = net.video_tower(
@@ -442,7 +311,7 @@ class TwoTowerSource:
         c, net = self._codes, self.net_
         if net.training:  # eval() walks every module: ~0.4 ms, a tenth of a request
             net.eval()
-        with _inference_threads(self.num_threads):
+        with inference_threads(self.num_threads):
             out = net.user_tower(
                 torch.from_numpy(hash_ids(users, self.n_user_buckets)),
                 torch.from_numpy(self.user_features_.lookup(users)),
@@ -470,6 +339,81 @@ class TwoTowerSource:
         ids, scores = self.index_.search(ue, k + extra)
         ids, scores = exclude_and_take(ids, scores, seen, k)
         return ids, scores, ue
+
+    def score_lists(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Cosine similarity of each user to each of their items: ``int64[n]`` users and
+        ``int64[n, c]`` video ids -> ``float32[n, c]`` (NaN for videos outside the catalog).
+        ``user_embeddings``: the users' ``float32[n, dim]`` when already computed (e.g. by
+        :meth:`candidates_with_embeddings`)."""
+        self._check()
+        ue = self.user_embeddings(user_ids) if user_embeddings is None else user_embeddings
+        idx = self.catalog_.index(item_ids)
+        ve = self.video_embeddings_[np.maximum(idx, 0)]  # (n, c, d)
+        s = np.einsum("nd,ncd->nc", ue, ve).astype(np.float32)
+        return np.where(idx >= 0, s, np.nan).astype(np.float32)
+
+    def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """Cosine similarity of (user, video) pairs: ``int64[n]`` each -> ``float32[n]`` (NaN
+        for videos outside the catalog); each distinct user's embedding is computed once."""
+        self._check()
+        u = as_user_ids(user_ids)
+        if len(u) == 0:
+            return np.zeros(0, np.float32)
+        uu, inv = np.unique(u, return_inverse=True)
+        ue = self.user_embeddings(uu)[inv]
+        idx = self.catalog_.index(np.asarray(item_ids, np.int64))
+        ve = self.video_embeddings_[np.maximum(idx, 0)]
+        return np.where(idx >= 0, (ue * ve).sum(1), np.nan).astype(np.float32)
+
+    def user_buckets(self, user_ids: np.ndarray) -> tuple[int, np.ndarray]:
+        """(number of buckets, ``int64[n]`` bucket of each user): how the user tower tells
+        users apart besides their history and attributes (its hashed id; one bucket when the
+        model has no user-id embedding)."""
+        self._check()
+        users = as_user_ids(user_ids)
+        if self.net_.user_id is None:
+            return 1, np.zeros(len(users), np.int64)
+        return self.n_user_buckets, hash_ids(users, self.n_user_buckets)
+
+    def has_user_attributes(self, user_ids: np.ndarray) -> np.ndarray:
+        """``bool[n]``: whether the user tower knows any attribute of each user."""
+        self._check()
+        return np.asarray(self.user_features_.lookup(as_user_ids(user_ids)).any(axis=1))
+
+    def similar_items(self, video_id: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` videos nearest ``video_id`` by embedding (cosine), itself excluded:
+        (``int64[k]`` ids, ``float32[k]`` similarities), padded with PAD / -inf. KeyError for
+        a video outside the catalog."""
+        self._check()
+        k = check_k(k)
+        idx = int(self.catalog_.index(np.array([video_id], np.int64))[0])
+        if idx < 0:
+            raise KeyError(video_id)
+        ids, scores = self.index_.search(self.video_embeddings_[idx : idx + 1], k + 1)
+        keep = (ids[0] != PAD) & (ids[0] != video_id)
+        out_i = np.full(k, PAD, np.int64)
+        out_s = np.full(k, -np.inf, np.float32)
+        got_i, got_s = ids[0][keep][:k], scores[0][keep][:k]
+        out_i[: len(got_i)], out_s[: len(got_s)] = got_i, got_s
+        return out_i, out_s
+
+    def fingerprint(self) -> str:
+        """A digest of the fitted model: hyperparameters, network weights, exported video
+        embeddings and their catalog (see :func:`mlsd.retrieval.base.source_fingerprint`)."""
+        self._check()
+        parts: dict[str, Any] = {
+            "params": self.get_params(),
+            "now_ms": self.now_ms_,
+            "video_ids": self.catalog_.video_ids,
+            "video_embeddings": self.video_embeddings_,
+            "user_ids": self.user_features_.user_ids,
+            "user_codes": self.user_features_.codes,
+        }
+        for name, tensor in self.net_.state_dict().items():
+            parts[f"net.{name}"] = tensor.detach().cpu().numpy()
+        return fingerprint_arrays(parts)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -546,21 +490,10 @@ class TwoTowerSource:
         self.unknown_history_ids_ = 0
         return self
 
-
-def _progress(progress: Any) -> tuple[Any, bool]:
-    """(a Progress or None, whether we created it and must start/stop it)."""
-    if progress is True:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        return (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-            ),
-            True,
-        )
-    if progress is False or progress is None:
-        return None, False
-    return progress, False
+    def load_state(
+        self, directory: str | Path, *, videos: pa.Table, history: History
+    ) -> TwoTowerSource:
+        """:meth:`load` into this instance (the saved hyperparameters replace its own);
+        ``videos`` is unused: the model carries its catalog."""
+        vars(self).update(vars(type(self).load(directory, history=history)))
+        return self

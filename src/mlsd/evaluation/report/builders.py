@@ -21,6 +21,7 @@ __all__ = [
     "comparison_sections",
     "metric_bars",
     "metrics_table",
+    "models_table",
     "segment_table",
     "tuning_table",
 ]
@@ -130,9 +131,31 @@ def comparison_sections(
         metric_bars(table, bars, name=f"{name}_bars", title=" and ".join(bars) + " per model"),
         segment_table(comparison, f"ndcg@{k}"),
     ]
+    out.append(models_table(comparison))
     if tuned:
         out.append(tuning_table(tuned))
     return out
+
+
+def models_table(comparison: Comparison) -> Table:
+    """Per model: fit and recommend seconds, and how many test users it met unseen in training
+    (served a cold-start list; a dash when the model does not say)."""
+    rows = [
+        [
+            name,
+            r.fit_seconds,
+            r.recommend_seconds,
+            r.n_unknown_users if r.n_unknown_users is not None else math.nan,
+        ]
+        for name, r in comparison.results.items()
+    ]
+    return Table(
+        ["model", "fit s", "recommend s", "unknown test users"],
+        rows,
+        "Models",
+        "Unknown test users: asked for, but without any positive in the training data.",
+        digits=2,
+    )
 
 
 def backtest_table(

@@ -15,7 +15,8 @@ from mlsd.data.dataset import Dataset
 from mlsd.data.simulate import simulate
 from mlsd.errors import ConfigError, DataError, OnlineStoreUnavailable
 from mlsd.pipeline import PipelineConfig, Recommender, RequestCtx
-from mlsd.retrieval import PAD
+from mlsd.pipeline.retrieval import RetrievalStage
+from mlsd.retrieval import PAD, History
 
 CFG = PipelineConfig(two_tower={"epochs": 2}, candidates=200)
 
@@ -112,7 +113,7 @@ def test_feature_store_failure_degrades_to_retrieval_order(
     def down(*a: object, **k: object) -> np.ndarray:
         raise OnlineStoreUnavailable("redis down (test)")
 
-    monkeypatch.setattr(rec.online_, "request_features", down)
+    monkeypatch.setattr(rec.ranking.online_, "request_features", down)
     s = rec.serve(int(rec.history_.users()[0]), 10, RequestCtx(rec.now_ms_))
     assert s.degraded and "feature store" in (s.degraded_reason or "")
     assert len(s.items) == 10
@@ -128,7 +129,7 @@ def test_ranker_failure_and_retrieval_failure_degrade(
     monkeypatch.setattr(rec.ranker_, "predict_proba", boom)
     s = rec.serve(u, 10, RequestCtx(rec.now_ms_))
     assert s.degraded and "ranker" in (s.degraded_reason or "") and len(s.items) == 10
-    monkeypatch.setattr(rec, "_retrieve", boom)
+    monkeypatch.setattr(rec.retrieval, "retrieve", boom)
     s = rec.serve(u, 10, RequestCtx(rec.now_ms_))
     assert s.degraded and "retrieval" in (s.degraded_reason or "")
     assert len(s.items) == 10 and all(it.source == "popular" for it in s.items)
@@ -210,8 +211,8 @@ def test_the_candidate_cache_serves_what_retrieval_computes(rec: Recommender) ->
         cache = rec.precompute_candidates(batch=7, threads=2)  # many batches, two threads
         assert len(cache.users) == len(users) and cache.valid.all()
         for u in picks[:10]:
-            want = rec._retrieve(np.array([u]), rec.config.candidates)
-            items, sources, feats = rec._candidates_of(int(u), rec.config.candidates)
+            want = rec.retrieval.retrieve(np.array([u]), rec.config.candidates)
+            items, sources, feats = rec.cache.candidates_of(int(u), rec.config.candidates)
             np.testing.assert_array_equal(items, want.items[0])
             np.testing.assert_array_equal(sources, want.sources[0])
             # ranks exact; the similarity of a batched matmul may differ in the last bits
@@ -229,12 +230,12 @@ def test_the_candidate_cache_serves_what_retrieval_computes(rec: Recommender) ->
         wide = rec.serve(int(picks[0]), rec.config.candidates + 1, ctx)
         assert cache.misses == 0 and wide.n_candidates == rec.config.candidates + 1
         # unknown users are not cached: the online (cold-start) path
-        assert rec._candidates_of(-(2**62), rec.config.candidates)[0].shape == (
+        assert rec.cache.candidates_of(-(2**62), rec.config.candidates)[0].shape == (
             rec.config.candidates,
         )
         assert cache.misses == 1
     finally:
-        rec.candidate_cache_ = None  # the other tests of this module exercise the online path
+        rec.cache.cache = None  # the other tests of this module exercise the online path
 
 
 def test_save_load_round_trip_gives_the_same_recommendations(
@@ -290,6 +291,19 @@ def test_training_needs_positives_and_two_users(data: Dataset) -> None:
         Recommender(CFG).fit(Dataset(one, data.videos, data.users))
 
 
+class _Named:
+    """A stand-in source: the retrieval stage only needs its name here."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def fit(self, *a: object, **k: object) -> _Named:
+        return self
+
+    def candidates(self, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("not called")
+
+
 def test_retrieval_features_match_a_brute_force_reference() -> None:
     # ranks per source (1-based, best of duplicates, NaN when not proposed) and the number of
     # sources that proposed each merged item, against plain Python loops
@@ -302,13 +316,10 @@ def test_retrieval_features_match_a_brute_force_reference() -> None:
         lists.append((ids, rng.random((n, m))))
     items = rng.integers(1, 25, size=(n, c))
     items[:, -2:] = PAD
-    rec = Recommender(PipelineConfig())
-    rec.retrieval_feature_names_ = [f"rank_{j}" for j in range(len(sizes))] + [
-        "two_tower_score",
-        "n_sources",
-    ]
-    rec._two_tower = None
-    got = rec._retrieval_features(np.arange(n), items, lists)
+    sources = [_Named(f"s{j}") for j in range(len(sizes))]
+    stage = RetrievalStage(sources).restore(sources, History())  # type: ignore[arg-type]
+    assert stage.feature_names_ == ["rank_s0", "rank_s1", "rank_s2", "n_sources"]
+    got = stage.features(np.arange(n), items, lists)
     for i in range(n):
         for a in range(c):
             item = items[i, a]
@@ -319,7 +330,6 @@ def test_retrieval_features_match_a_brute_force_reference() -> None:
                 np.testing.assert_equal(got[i, a, j], want)
                 hits += len(where) > 0
             assert got[i, a, -1] == hits
-            assert np.isnan(got[i, a, -2])
 
 
 def test_users_without_history_reuse_memoised_source_lists(
@@ -327,11 +337,12 @@ def test_users_without_history_reuse_memoised_source_lists(
 ) -> None:
     new = np.array([10**12 + 7], np.int64)
     k = rec.config.candidates
-    memo = rec._retrieve(new, k)
-    assert k in rec._cold_memo
+    stage = rec.retrieval
+    memo = stage.retrieve(new, k)
+    assert stage.cold_lists(k) is stage.cold_lists(k)  # computed once per k
     # the same request with every source asked afresh
-    monkeypatch.setattr(rec, "_cold_lists", lambda k: None)
-    fresh = rec._retrieve(new, k)
+    monkeypatch.setattr(stage, "cold_lists", lambda k: None)
+    fresh = stage.retrieve(new, k)
     np.testing.assert_array_equal(memo.items, fresh.items)
     np.testing.assert_array_equal(memo.sources, fresh.sources)
     np.testing.assert_array_equal(memo.features, fresh.features)
@@ -340,8 +351,8 @@ def test_users_without_history_reuse_memoised_source_lists(
     def boom(k: int) -> None:
         raise AssertionError("memo read for a user with history")
 
-    monkeypatch.setattr(rec, "_cold_lists", boom)
-    rec._retrieve(rec.history_.users()[:1], k)
+    monkeypatch.setattr(stage, "cold_lists", boom)
+    stage.retrieve(rec.history_.users()[:1], k)
 
 
 def test_a_saved_candidate_cache_is_reused_only_by_its_model(
@@ -363,7 +374,7 @@ def test_a_saved_candidate_cache_is_reused_only_by_its_model(
     prepare(model, cache_dir=cc)  # nothing there: retrieved, then saved
     assert "retrieved ahead" in capsys.readouterr().err and (cc / "meta.json").is_file()
     computed = slates()
-    model.candidate_cache_ = None
+    model.cache.cache = None
     prepare(model, cache_dir=cc)  # a restart: memory-mapped, the same slates
     assert "memory-mapped" in capsys.readouterr().err
     cache = model.candidate_cache_
@@ -373,7 +384,7 @@ def test_a_saved_candidate_cache_is_reused_only_by_its_model(
     meta = json.loads((cc / "meta.json").read_text())
     meta["key"]["model_version"] = "rec-other"
     (cc / "meta.json").write_text(json.dumps(meta))
-    model.candidate_cache_ = None
+    model.cache.cache = None
     prepare(model, cache_dir=cc)
     err = capsys.readouterr().err
     assert "not reused" in err and "rec-other" in err and "retrieved ahead" in err
@@ -385,7 +396,7 @@ def test_new_users_are_served_from_their_buckets_cold_start_rows(data: Dataset) 
     # with no more two-tower hash buckets than users, the cache also holds, per bucket, what
     # a user without history or attributes is retrieved: new users then skip retrieval too,
     # and get exactly what the online path gives them
-    cfg = CFG.model_copy(update={"two_tower": {"epochs": 2, "n_user_buckets": 64}})
+    cfg = PipelineConfig(two_tower={"epochs": 2, "n_user_buckets": 64}, candidates=200)
     rec = Recommender(cfg).fit(data)
     known = np.sort(rec.history_.users())
     news = np.arange(30, dtype=np.int64) + int(known.max()) + 1_000_000
@@ -401,9 +412,9 @@ def test_new_users_are_served_from_their_buckets_cold_start_rows(data: Dataset) 
         assert [i.source for i in a.items] == [i.source for i in b.items]
         np.testing.assert_allclose([i.score for i in a.items], [i.score for i in b.items], 1e-5)
     # users of one bucket share its row; a user with attributes has their own inputs
-    assert rec._cold_key(int(news[0])) == rec._cold_key(int(news[0]) + 0)
+    assert rec.cache.cold_key(int(news[0])) == rec.cache.cold_key(int(news[0]) + 0)
     with_attrs = data.users.column("user_id").to_numpy()[:1] if data.users is not None else []
     for u in with_attrs:
-        assert rec._cold_key(int(u)) is None
+        assert rec.cache.cold_key(int(u)) is None
     # the automatic choice: more buckets than users -> no cold-start rows
     assert len(Recommender(CFG).fit(data).precompute_candidates().users) == len(known)

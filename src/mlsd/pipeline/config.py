@@ -1,0 +1,81 @@
+"""Configuration of a two-stage pipeline: the generic knobs every system shares
+(:class:`StagesConfig`) and the video recommender's (:class:`PipelineConfig`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mlsd.config import LabelConfig, StrictModel
+from mlsd.ranking.config import RankerConfig
+from mlsd.reranking import RerankConfig
+from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
+from mlsd.retrieval.config import ALSConfig, TwoTowerConfig
+
+__all__ = ["PipelineConfig", "StagesConfig"]
+
+
+class StagesConfig(StrictModel):
+    """What describes a trained two-stage pipeline besides its data and its blocks.
+
+    - ``candidates``: merged candidates ranked per request (the book's "a few hundred");
+    - ``label_split``: how training labels are cut from the log: ``global`` (the last
+      ``label_days`` of the log), ``per-user`` (each user's last ``label_share`` of positives,
+      for logs such as MovieLens where users' periods hardly overlap) or ``auto`` (global when
+      the log spans at least ``2 * label_days`` and at least a quarter of the users have a
+      positive in its last ``label_days``, else per-user);
+    - ``max_label_users``: train the ranker on at most this many of the users with labels
+      after the cut (a seeded sample; None: all), which bounds its cost on large logs;
+    - ``negatives_per_user``: unwatched candidate rows kept per user for the ranker (all
+      positives are kept; negatives are sampled uniformly, seeded);
+    - ``valid_users_share``: users whose rows validate the ranker (early stopping, calibration);
+    - ``ranker``: the GBDT ranker's settings, its objective weights among them;
+    - ``budget_ms``: total time budget of one request, from when the service received it;
+      past it the remaining stages are skipped and the best order so far is served, marked
+      degraded;
+    - ``queue_budget_ms``: a request that waited longer than this for a model thread
+      (overload) is answered at once with the popular fallback, marked degraded: the wait
+      would leave too little of ``budget_ms`` for the stages, whose work would be wasted.
+    """
+
+    candidates: int = Field(default=500, ge=1)
+    label_split: Literal["auto", "global", "per-user"] = "auto"
+    label_days: float = Field(default=7.0, gt=0)
+    label_share: float = Field(default=0.2, gt=0, lt=1)
+    negatives_per_user: int = Field(default=150, ge=1)
+    max_label_users: int | None = Field(default=None, ge=2)
+    valid_users_share: float = Field(default=0.1, gt=0, lt=1)
+    ranker: RankerConfig = RankerConfig()
+    budget_ms: float = Field(default=80.0, gt=0)
+    queue_budget_ms: float = Field(default=30.0, gt=0)
+    label: LabelConfig = LabelConfig()
+    seed: int = 0
+
+
+class PipelineConfig(StagesConfig):
+    """The video recommender (:class:`~mlsd.pipeline.Recommender`): :class:`StagesConfig` plus
+    the blocks it is assembled from.
+
+    - ``two_tower``: :class:`~mlsd.retrieval.TwoTowerSource` settings;
+    - ``two_tower_refit``: how the two-tower is brought up to the end of the log after the
+      ranker's labels are cut: ``full`` (train a new one on every positive) or
+      ``incremental`` (continue training the cut-time network for ``epochs`` on the positives
+      after the cut only: several times cheaper, what production refreshes do daily);
+    - ``als``: :class:`~mlsd.retrieval.als.ALSSource` settings, or None to leave ALS out;
+    - ``quotas``: merged-list share per source (default :func:`mlsd.retrieval.default_quotas`,
+      scaled to leave ALS its share when it is on);
+    - ``rerank``: the served rule chain; ``offline_rerank``: the chain used by
+      :meth:`~mlsd.pipeline.Recommender.recommend` for offline evaluation (exploration and
+      diversity off by default: their value is measured online, and random slots would only
+      add noise here).
+    """
+
+    two_tower: TwoTowerConfig = TwoTowerConfig()
+    two_tower_refit: Literal["full", "incremental"] = "full"
+    als: ALSConfig | None = ALSConfig()
+    quotas: dict[str, float] | None = None
+    rerank: RerankConfig = RerankConfig()
+    offline_rerank: RerankConfig = RerankConfig(
+        diversity=DiversityConfig(enabled=False), exploration=ExplorationConfig(enabled=False)
+    )

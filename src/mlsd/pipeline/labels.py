@@ -1,0 +1,100 @@
+"""The internal label cut of training (the book's advice on label leakage): retrieval learns
+from the positives before the cut; the ranker's labels are what users did after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mlsd.errors import DataError
+from mlsd.features.signals import timestamps_ms
+from mlsd.pipeline.config import StagesConfig
+from mlsd.pipeline.data import ids
+
+__all__ = ["DAY_MS", "LabelSplit", "label_split"]
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class LabelSplit:
+    """The positives cut in two. ``mode``: ``global`` (one ``cut`` time for everyone) or
+    ``per-user`` (``cut_of_user``: each label user's cut, the time of their first labelled
+    positive). ``now_ms``: the time retrieval is fitted as of; ``label_users``: sorted
+    ``int64`` ids of the users with labels."""
+
+    mode: str
+    cut: int
+    cut_of_user: dict[int, int] | None
+    now_ms: int
+    before: pa.Table
+    after: pa.Table
+    label_users: np.ndarray
+
+    def cuts(self, users: np.ndarray) -> np.ndarray:
+        """``int64[n]``: the cut time of each of ``users`` (label users)."""
+        if self.cut_of_user is None:
+            return np.full(len(users), self.cut, np.int64)
+        return np.array([self.cut_of_user[int(x)] for x in users], np.int64)
+
+
+def label_split(pos: pa.Table, ts: np.ndarray, cfg: StagesConfig) -> LabelSplit:
+    """Cut the positives ``pos`` of a log whose event times are ``ts`` (ms) as ``cfg`` says
+    (see :class:`~mlsd.pipeline.config.StagesConfig`). Raises :class:`DataError` when either
+    side would be empty."""
+    t = timestamps_ms(pos.column("timestamp"))
+    u = ids(pos, "user_id")
+    span = int(ts.max() - ts.min()) if len(ts) else 0
+    mode = cfg.label_split
+    if mode == "auto":
+        # A global cut needs a log where most users are active near its end (a platform's
+        # log); MovieLens-like logs, where each user rates in a burst, get per-user cuts.
+        recent = np.unique(u[t >= int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)])
+        active = len(recent) / max(len(np.unique(u)), 1)
+        long_enough = span >= 2 * cfg.label_days * DAY_MS
+        mode = "global" if long_enough and active >= 0.25 else "per-user"
+    cut_of_user: dict[int, int] | None
+    if mode == "global":
+        cut = int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)
+        if span < 2 * cfg.label_days * DAY_MS:
+            cut = int(np.quantile(t, 1 - cfg.label_share)) if len(t) else cut
+        after = t >= cut
+        cut_of_user = None
+    else:
+        order = np.lexsort((t, u))
+        uo = u[order]
+        starts = np.flatnonzero(np.r_[True, uo[1:] != uo[:-1]])
+        counts = np.diff(np.r_[starts, len(uo)])
+        n_label = np.where(counts >= 2, np.maximum(1, np.floor(counts * cfg.label_share)), 0)
+        rank = np.arange(len(uo)) - np.repeat(starts, counts)
+        after_sorted = rank >= np.repeat(counts - n_label, counts)
+        after = np.empty(len(u), bool)
+        after[order] = after_sorted
+        # a user's cut: the time of their first labelled positive
+        cut_of_user = {}
+        lu, lt = u[after], t[after]
+        if len(lu):
+            o = np.lexsort((lt, lu))
+            first = np.r_[True, lu[o][1:] != lu[o][:-1]]
+            cut_of_user = dict(zip(lu[o][first].tolist(), lt[o][first].tolist(), strict=True))
+        cut = int(t[after].min()) if after.any() else int(ts.max()) + 1
+    before = pos.filter(pa.array(~after))
+    label_users = np.unique(u[after])
+    if len(label_users) == 0 or before.num_rows == 0:
+        raise DataError(
+            "training events: cannot cut the log into a retrieval part and a label part "
+            f"({before.num_rows:,} positives before, {int(after.sum()):,} after); expected "
+            "positives on both sides: give a longer log or more users"
+        )
+    now_ms = int(timestamps_ms(before.column("timestamp")).max()) + 1 if mode != "global" else cut
+    return LabelSplit(
+        mode=mode,
+        cut=cut,
+        cut_of_user=cut_of_user,
+        now_ms=now_ms,
+        before=before,
+        after=pos.filter(pa.array(after)),
+        label_users=label_users,
+    )

@@ -1,0 +1,148 @@
+"""The online path of one request, within a time budget: candidates (cached or retrieved),
+features, ranking, rules, the served slate with explanations.
+
+A failing or slow stage never fails the request: the best order available is served (ranked,
+else retrieval order, else popular) with ``degraded_kind`` and a reason. The budget counts
+from when the service received the request, so time queued behind other requests counts; a
+request that waited past the queue budget is answered with the popular fallback at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlsd.pipeline.explain import served_items
+from mlsd.pipeline.types import DegradedKind, RequestCtx, Served, ServedItem
+from mlsd.reranking import Slate
+from mlsd.retrieval import PAD
+
+if TYPE_CHECKING:
+    from mlsd.pipeline.two_stage import TwoStage
+
+__all__ = ["fallback", "serve"]
+
+
+def serve(p: TwoStage, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
+    """One request through every stage of ``p`` (see the module docstring)."""
+    t_start = time.perf_counter() if ctx.received_at is None else ctx.received_at
+    budget = p.config.budget_ms
+    stage: dict[str, float] = {}
+    users = np.array([int(user_id)], np.int64)
+    catalog = p.state.catalog
+    k = min(int(k), len(catalog.item_ids))
+    n_cand = max(p.config.candidates, k)
+    kind: DegradedKind | None = None  # why degraded (None: not)
+    reason: str | None = None
+
+    def elapsed() -> float:
+        return (time.perf_counter() - t_start) * 1000
+
+    with p.lock.read():
+        cold = bool(p.retrieval.history_.lengths(users)[0] == 0)
+        queued = elapsed() if ctx.received_at is not None else 0.0
+        wait_budget = min(p.config.queue_budget_ms, budget)
+        if queued > wait_budget:  # overload: shed to the cheap order, not more queueing
+            stage["queue"] = queued
+            return fallback(
+                p, user_id, k, cold, "overload",
+                f"waited {queued:.0f} ms before starting (queue budget {wait_budget:g} "
+                "ms): overload",
+                stage, t_start,
+            )  # fmt: skip
+        try:
+            items, sources, rfeat = p.cache.candidates_of(int(user_id), n_cand, cold)
+            stage["retrieval"] = elapsed() - queued
+            if queued >= 0.05:  # a measurable wait: reported as its own stage
+                stage["queue"] = queued
+        except Exception as e:  # any source failure: popular fallback
+            return fallback(
+                p, user_id, k, cold, "retrieval_failed",
+                f"retrieval failed: {type(e).__name__}", stage, t_start,
+            )  # fmt: skip
+        if elapsed() > budget:
+            kind = "retrieval_over_budget"
+            reason = f"retrieval took {elapsed():.0f} ms (budget {budget:g} ms)"
+        x = None
+        if kind is None:
+            try:
+                ok = items != PAD
+                items, sources, rfeat = items[ok], sources[ok], rfeat[ok]
+                x = p.ranking.request_matrix(
+                    int(user_id), items, rfeat, ctx.time_ms, ctx.device, ctx.surface
+                )
+                stage["features"] = elapsed() - queued - stage["retrieval"]
+            except Exception as e:
+                kind = "features_failed"
+                reason = f"feature store failed: {type(e).__name__}: {e}"[:200]
+        proba: dict[str, np.ndarray] | None = None
+        if x is not None and elapsed() > budget:
+            kind = "features_over_budget"
+            reason = f"features took {elapsed():.0f} ms in all (budget {budget:g} ms)"
+        ranker = p.ranking.ranker_
+        if kind is None and x is not None:
+            try:
+                proba = ranker.predict_proba(x)
+                stage["ranking"] = elapsed() - queued - stage["retrieval"] - stage["features"]
+            except Exception as e:
+                kind, reason = "ranker_failed", f"ranker failed: {type(e).__name__}"
+        if proba is not None:
+            score = np.asarray(sum(ranker.weights[o] * q for o, q in proba.items()))
+        else:  # retrieval order, rules still applied (filters are not optional)
+            ok = items != PAD
+            items, sources = items[ok], sources[ok]
+            score = -np.arange(len(items), dtype=np.float64)
+        order = np.argsort(-score, kind="stable")
+        dense = catalog.index_of(items[order])
+        known = dense >= 0
+        slate = Slate.from_arrays(dense[known], score[order][known], source=sources[order][known])
+        t0 = time.perf_counter()
+        try:
+            out = p.rules.apply(slate, p.state.context(int(user_id), k, ctx.time_ms, explain))
+        except Exception as e:
+            if kind is None:
+                kind, reason = "reranking_failed", f"re-ranking failed: {type(e).__name__}"
+            out = slate.truncate(k)
+        stage["rerank"] = (time.perf_counter() - t0) * 1000
+        weights = ranker.weights if proba is not None else {}
+        names = (p.retrieval.names_, p.retrieval.feature_names_)
+        served = served_items(
+            out, catalog, names, explain, proba, weights, order, known, rfeat, items
+        )
+    stage["total"] = elapsed()
+    return Served(
+        user_id=int(user_id),
+        items=served,
+        degraded_kind=kind,
+        degraded_reason=reason,
+        cold_start=cold,
+        stage_ms=stage,
+        n_candidates=int((items != PAD).sum()),
+    )
+
+
+def fallback(
+    p: TwoStage,
+    user_id: int,
+    k: int,
+    cold: bool,
+    kind: DegradedKind,
+    reason: str,
+    stage: dict[str, float],
+    t_start: float,
+) -> Served:
+    """The popular items the user has not seen, marked degraded with ``kind`` and ``reason``."""
+    watched = set(p.state.watched(int(user_id)).tolist())
+    picks = [int(v) for v in p.popular_ids_.tolist() if v != PAD and v not in watched][:k]
+    stage["total"] = (time.perf_counter() - t_start) * 1000
+    return Served(
+        user_id=int(user_id),
+        items=[ServedItem(v, 1.0 / (i + 1), "popular") for i, v in enumerate(picks)],
+        degraded_kind=kind,
+        degraded_reason=reason,
+        cold_start=cold,
+        stage_ms=stage,
+        n_candidates=len(picks),
+    )

@@ -1,0 +1,222 @@
+"""The retrieval stage: candidate sources fitted together on one history, merged under quotas,
+and the retrieval features the ranker sees.
+
+Sources are given as unfitted prototypes (scikit-learn style: each fit works on fresh copies).
+The stage adds, per merged candidate, each source's 1-based rank of it (NaN: not proposed), the
+similarity of the first source that scores pairs (:class:`~mlsd.retrieval.base.PairScorer`,
+named ``<source>_score``) and how many sources proposed it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mlsd.data.dataset import Dataset
+from mlsd.errors import ConfigError, MlsdError
+from mlsd.pipeline.data import ids
+from mlsd.retrieval import PAD, History
+from mlsd.retrieval.base import CandidateSource, PairScorer, row_keys
+from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
+
+__all__ = ["Candidates", "RetrievalStage"]
+
+NO_HISTORY_USER = -(2**62)  # an id no log uses: stands for "a user without history"
+RRF_K = 60.0  # reciprocal-rank constant of the merge (see mlsd.retrieval.merge)
+
+
+@dataclass
+class Candidates:
+    """Merged candidates of a batch of users: ``items`` ``int64[n, c]`` (PAD-padded),
+    ``sources`` ``int8[n, c]`` (index of the proposing source), ``features``
+    ``float32[n, c, r]`` (the stage's ``feature_names``)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    sources: np.ndarray
+    features: np.ndarray
+
+
+class RetrievalStage:
+    """Fit ``sources`` on one shared :class:`~mlsd.retrieval.History`, retrieve merged
+    candidates with their features.
+
+    ``quotas``: share of the merged list per source name (None: equal shares); a source
+    without a quota gets none of the list but still contributes its rank feature. Learned:
+    ``sources_`` (fitted copies, in order), ``history_`` (the request-time positives, appended
+    online), ``names_``, ``shares_``, ``feature_names_``.
+    """
+
+    def __init__(
+        self, sources: Sequence[CandidateSource], quotas: Mapping[str, float] | None = None
+    ) -> None:
+        if not sources:
+            raise ConfigError("a retrieval stage needs at least one candidate source")
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"candidate source names {names}: expected unique names")
+        self.prototypes = list(sources)
+        self.quotas = dict(quotas) if quotas is not None else {n: 1.0 for n in names}
+        self._cold_memo: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    # ------------------------------------------------------------------------- fitting --
+    def fit(
+        self,
+        ds: Dataset,
+        positives: pa.Table,
+        *,
+        now_ms: int,
+        warm: Sequence[CandidateSource] = (),
+    ) -> RetrievalStage:
+        """Fit fresh copies of the sources on ``positives`` up to ``now_ms``. ``warm``: fitted
+        sources (from a previous fit of this stage) that declare ``supports_warm_start``; each
+        continues from its state instead of a fresh copy of its prototype."""
+        known = ids(ds.videos, "video_id")
+        history = History.from_positives(positives, max_len=None, known_video_ids=known)
+        by_name = {s.name: s for s in warm if getattr(s, "supports_warm_start", False)}
+        sources: list[CandidateSource] = []
+        for proto in self.prototypes:
+            s = by_name.get(proto.name)
+            if s is not None:
+                s.fit(positives, videos=ds.videos, users=ds.users, now_ms=now_ms,  # type: ignore[call-arg]
+                      history=history, warm_start=True)  # fmt: skip
+            else:
+                s = copy.deepcopy(proto)
+                s.fit(positives, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
+            sources.append(s)
+        return self.restore(sources, history)
+
+    def restore(self, sources: Sequence[CandidateSource], history: History) -> RetrievalStage:
+        """Serve from fitted ``sources`` (in the prototypes' order) reading ``history``."""
+        self.sources_ = list(sources)
+        self.history_ = history
+        self.names_ = tuple(s.name for s in sources)
+        if list(self.names_) != [p.name for p in self.prototypes]:
+            raise MlsdError(f"sources {list(self.names_)} are not the stage's prototypes")
+        self.shares_ = np.array([float(self.quotas.get(n, 0.0)) for n in self.names_])
+        if self.shares_.sum() <= 0:
+            raise ConfigError(f"quotas {self.quotas!r}: give at least one source a positive share")
+        scorers = [s for s in self.sources_ if isinstance(s, PairScorer)]
+        self.scorer_: PairScorer | None = scorers[0] if scorers else None
+        self.feature_names_ = [f"rank_{n}" for n in self.names_]
+        if self.scorer_ is not None:
+            self.feature_names_.append(f"{self.scorer_.name}_score")
+        self.feature_names_.append("n_sources")
+        self._cold_memo = {}
+        return self
+
+    def source(self, name: str) -> CandidateSource | None:
+        """The fitted source called ``name``, if any."""
+        return next((s for s in self.sources_ if s.name == name), None)
+
+    # ------------------------------------------------------------------------ retrieval --
+    def merge(self, lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> TaggedCandidates:
+        """Per-source ``(ids, scores)`` lists, in ``sources_`` order, merged into ``k``
+        candidates under the quotas."""
+        return merge_lists(lists, allocate(self.shares_, k), k, RRF_K, self.names_)
+
+    def retrieve(self, users: np.ndarray, k: int) -> Candidates:
+        """Merged candidates and retrieval features for a batch of ``users``."""
+        lists: list[tuple[np.ndarray, np.ndarray]] = []
+        ue: np.ndarray | None = None  # the user tower runs once per request, not twice
+        scorer = self.scorer_
+        # A user without history gets the same list from every source but the pair scorer
+        # (which may also read the user's id and attributes): computed once, then reused.
+        cold = (
+            self.cold_lists(k) if len(users) == 1 and self.history_.lengths(users)[0] == 0 else None
+        )
+        for j, s in enumerate(self.sources_):
+            if scorer is not None and s is scorer:
+                got, scores, ue = scorer.candidates_with_embeddings(users, k)
+                lists.append((got, scores))
+            elif cold is not None:
+                lists.append(cold[j])
+            else:
+                lists.append(s.candidates(users, k))
+        merged = self.merge(lists, k)
+        return Candidates(
+            users,
+            merged.item_ids,
+            merged.sources,
+            self.features(users, merged.item_ids, lists, ue),
+        )
+
+    def cold_lists(self, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each source's ``k`` candidates for a user without history (the pair scorer's slot
+        is a placeholder), memoised per ``k``: only the user's history enters these sources.
+        The arrays are shared by every request and read-only."""
+        got = self._cold_memo.get(k)
+        if got is None:
+            nobody = np.array([NO_HISTORY_USER], np.int64)
+            if self.history_.lengths(nobody)[0] != 0:
+                raise MlsdError(f"user id {NO_HISTORY_USER} has a history; cannot memoise")
+            got = [
+                (np.zeros((1, 0), np.int64), np.zeros((1, 0), np.float32))
+                if s is self.scorer_
+                else s.candidates(nobody, k)
+                for s in self.sources_
+            ]
+            for a, b in got:
+                a.flags.writeable = False
+                b.flags.writeable = False
+            self._cold_memo[k] = got
+        return got
+
+    # ------------------------------------------------------------------------- features --
+    def features(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        lists: Sequence[tuple[np.ndarray, np.ndarray]],
+        user_embeddings: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``float32[n, c, r]`` retrieval features of the merged ``items`` (``int64[n, c]``)
+        given the per-source ``lists`` they were merged from. ``user_embeddings``: the pair
+        scorer's per-user state when already computed."""
+        n, c = items.shape
+        n_src = len(lists)
+        out = np.full((n, c, len(self.feature_names_)), np.nan, np.float32)
+        # One sort for all sources (not one per source): key every proposed (row, id) together
+        # with the merged ones, then find each merged pair's proposals by binary search.
+        all_rows, all_ids = [np.repeat(np.arange(n), c)], [items.ravel()]
+        srcs, ranks = [], []
+        for j, (got, _) in enumerate(lists):
+            m = got.shape[1]
+            flat = got.ravel()
+            ok = flat != PAD
+            all_rows.append(np.repeat(np.arange(n), m)[ok])
+            all_ids.append(flat[ok])
+            srcs.append(np.full(int(ok.sum()), j, np.int64))
+            ranks.append(np.tile(np.arange(1, m + 1), n)[ok])
+        keys = row_keys(np.concatenate(all_rows), np.concatenate(all_ids), n)
+        kc, ks = keys[: n * c], keys[n * c :]
+        src = np.concatenate(srcs) if srcs else np.zeros(0, np.int64)
+        rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+        o = np.argsort(ks, kind="stable")
+        ks, src, rank = ks[o], src[o], rank[o]
+        lo = np.searchsorted(ks, kc, "left")
+        cnt = np.where(items.ravel() != PAD, np.searchsorted(ks, kc, "right") - lo, 0)
+        target = np.repeat(np.arange(n * c), cnt)
+        entry = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        entry += np.repeat(lo, cnt)
+        best = np.full((n * c, n_src), np.inf)
+        np.minimum.at(best, (target, src[entry]), rank[entry])  # a source's best rank
+        hit = np.isfinite(best)
+        out[:, :, :n_src] = np.where(hit, best, np.nan).reshape(n, c, n_src)
+        out[:, :, -1] = hit.sum(1).reshape(n, c)
+        if self.scorer_ is not None:
+            out[:, :, -2] = self.scorer_.score_lists(users, items, user_embeddings)
+        return out
+
+    def features_for_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``float32[n, r]`` retrieval features of (user, item) pairs no source proposed:
+        ranks NaN, no proposing source, the pair scorer's similarity."""
+        f = np.full((len(u), len(self.feature_names_)), np.nan, np.float32)
+        f[:, -1] = 0.0
+        if self.scorer_ is not None and len(u):
+            f[:, -2] = self.scorer_.score_pairs(u, v)
+        return f

@@ -1,0 +1,402 @@
+"""A two-stage pipeline assembled from blocks: candidate sources, a feature registry, a ranker
+and rule chains. Generic over the system: the video recommender
+(:class:`~mlsd.pipeline.Recommender`) is one assembly; another system hands its own sources,
+features and rules to the same stages.
+
+Training (:meth:`TwoStage.fit`) follows the book's advice on label leakage: the training log is
+cut once more (:mod:`.labels`); retrieval is fitted on the part before the cut, the candidates
+it would have served at the cut are labelled by what each user did after it (:mod:`.training`)
+and the ranker learns on them with point-in-time features; finally retrieval is refitted on the
+whole log for serving and the online features are materialized.
+
+Serving (:meth:`TwoStage.serve`, :mod:`.online`) and batch recommendation (:mod:`.batch`) run
+the same stages. Reads and writes (:meth:`TwoStage.apply_events`) are serialised by one
+readers-writer lock, so the object is thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from mlsd.concurrency import ReadWriteLock
+from mlsd.data.dataset import Dataset
+from mlsd.data.labels import positives as label_positives
+from mlsd.errors import CacheMismatch, DataError, NotFittedError
+from mlsd.features import FeatureRegistry, MemoryStore, OnlineStore
+from mlsd.features.signals import timestamps_ms
+from mlsd.pipeline import batch, online
+from mlsd.pipeline.cache import CachedRetrieval
+from mlsd.pipeline.config import StagesConfig
+from mlsd.pipeline.data import as_dataset, ids
+from mlsd.pipeline.labels import label_split
+from mlsd.pipeline.ranking import RankingStage
+from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
+from mlsd.pipeline.servable import ServingOptions
+from mlsd.pipeline.state import UserState, append_events
+from mlsd.pipeline.training import training_rows
+from mlsd.pipeline.types import RecommendationBatch, RequestCtx, Served, ServedItem, ServingStatus
+from mlsd.pipeline.version import content_version, data_fingerprints
+from mlsd.ranking.config import RankerConfig
+from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.reranking import RuleChain
+from mlsd.retrieval import PAD, History
+from mlsd.retrieval.base import CandidateSource, ItemSimilarity
+from mlsd.retrieval.cache import CandidateCache
+
+__all__ = ["Stats", "TwoStage"]
+
+
+@dataclass
+class Stats:
+    """Training figures: when, seconds per step, row counts."""
+
+    trained_at: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class TwoStage:
+    """Retrieval (``sources`` merged under ``quotas``), ranking (``registry`` features plus
+    retrieval features, a GBDT ranker configured by ``ranker``) and re-ranking (``rules`` when
+    serving, ``offline_rules`` for offline evaluation; default: ``rules``).
+
+    ``config``: the generic knobs (:class:`~mlsd.pipeline.config.StagesConfig`);
+    ``warm_refit``: after the label cut, continue training the sources that support it
+    instead of fitting fresh ones on the whole log; ``videos``/``users``: the catalog and user
+    tables when ``fit`` receives evaluation ``Interactions`` (which carry neither);
+    ``online_store``: where the online features live (default: a new in-memory store);
+    ``progress``: called with a line per training step.
+
+    Learned: ``now_ms_`` (one past the log's last event), ``dataset_``, ``version`` (a
+    fingerprint of the content, :mod:`.version`), ``stats``, ``popular_ids_`` (the fallback
+    order), and the stages' state: ``retrieval``, ``ranking``, ``state``, ``cache``.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[CandidateSource],
+        *,
+        registry: FeatureRegistry,
+        rules: RuleChain,
+        offline_rules: RuleChain | None = None,
+        quotas: Mapping[str, float] | None = None,
+        ranker: RankerConfig | None = None,
+        config: StagesConfig | None = None,
+        warm_refit: bool = False,
+        videos: pa.Table | None = None,
+        users: pa.Table | None = None,
+        online_store: OnlineStore | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config if config is not None else StagesConfig()
+        self.retrieval = RetrievalStage(sources, quotas)
+        self.ranking = RankingStage(registry, ranker if ranker is not None else self.config.ranker)
+        self.rules = rules
+        self.offline_rules = offline_rules if offline_rules is not None else rules
+        self.warm_refit = warm_refit
+        self.videos = videos
+        self.users = users
+        self.online_store = online_store
+        self.say = progress or (lambda _m: None)
+        # requests read concurrently (their heavy parts release the GIL); apply_events writes
+        self.lock = ReadWriteLock()
+        self.version = "unfitted"
+        self.stats = Stats()
+        self.n_unknown_users_ = 0
+
+    # ------------------------------------------------------------------------- training --
+    def fit(self, data: Dataset | Any) -> TwoStage:
+        """Train every stage on ``data`` (a :class:`Dataset`, or an evaluation
+        ``Interactions`` with its raw events). Raises :class:`DataError` when the log has no
+        positives, a single user, or no labels after the internal cut."""
+        cfg = self.config
+        t_all = time.perf_counter()
+        ds = as_dataset(data, self.videos, self.users)
+        ev = ds.events
+        if ev.num_rows == 0:
+            raise DataError("training events: the log is empty; expected at least one event")
+        pos = label_positives(ev, ds.videos, cfg.label, include_likes=True)
+        n_users = len(np.unique(ids(pos, "user_id")))
+        if pos.num_rows == 0:
+            raise DataError(
+                "training events: no positives under the label rules (a valid watch of at "
+                f"least {cfg.label.min_watch_seconds:g} s, a like, or a rating >= "
+                f"{cfg.label.min_rating:g}); nothing to learn from"
+            )
+        if n_users < 2:
+            raise DataError(
+                f"training events: positives of {n_users} user(s); expected at least 2 users "
+                "(a recommender learns from what users have in common)"
+            )
+        ts = timestamps_ms(ev.column("timestamp"))
+        self.now_ms_ = int(ts.max()) + 1
+        self.dataset_ = ds
+        self.stats = Stats(trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        sec = self.stats.seconds
+
+        # 1. The internal cut: retrieval before it, ranker labels after it.
+        split = label_split(pos, ts, cfg)
+        self.say(f"ranker labels: {split.mode} cut, {len(split.label_users):,} users")
+        t0 = time.perf_counter()
+        self.retrieval.fit(ds, split.before, now_ms=split.now_ms)
+        sec["retrieval_fit_for_labels"] = time.perf_counter() - t0
+
+        # 2. Ranker rows: the candidates retrieval would have served at the cut, labelled.
+        t0 = time.perf_counter()
+        rows, rfeat = training_rows(ds, split, self.retrieval, cfg)
+        sec["training_rows"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        x = self.ranking.training_matrix(ds, rows, rfeat)
+        sec["training_features"] = time.perf_counter() - t0
+        names = self.ranking.feature_names_ + self.retrieval.feature_names_
+        labels = {
+            "watch": np.asarray(rows.column("label_watch").to_numpy(zero_copy_only=False)),
+            "like": np.asarray(rows.column("label_like").to_numpy(zero_copy_only=False)),
+        }
+        self.ranking.fit(
+            x, labels, names, ids(rows, "user_id"),
+            seed=cfg.seed, valid_users_share=cfg.valid_users_share, say=self.say,
+        )  # fmt: skip
+        self.stats.counts.update(
+            ranker_rows=len(x),
+            ranker_positives=int(labels["watch"].sum()),
+            ranker_likes=int(labels["like"].sum()),
+        )
+
+        # 3. Serving state: retrieval on the whole log, online features, rules.
+        t0 = time.perf_counter()
+        warm = self.retrieval.sources_ if self.warm_refit else ()
+        self.retrieval.fit(ds, pos, now_ms=self.now_ms_, warm=warm)
+        sec["retrieval_fit"] = time.perf_counter() - t0
+        self.init_serving(ds)
+        self.data_fingerprints_ = data_fingerprints(ds)
+        self.version = self.content_version()
+        sec["total"] = time.perf_counter() - t_all
+        return self
+
+    def init_serving(self, ds: Dataset) -> None:
+        """Online features, the rules' user state, the candidate cache wrapper and the
+        popular fallback, from ``ds`` as of ``now_ms_`` (after fit or load)."""
+        t0 = time.perf_counter()
+        store = self.online_store if self.online_store is not None else MemoryStore()
+        self.ranking.materialize(ds, store, at_ms=self.now_ms_, label=self.config.label)
+        self.stats.seconds["materialize"] = time.perf_counter() - t0
+        self.state = UserState(ds, self.now_ms_)
+        self.cache = CachedRetrieval(self.retrieval, self.state.catalog)
+        pop = self.retrieval.source("popular")
+        if pop is not None:
+            self.popular_ids_ = pop.candidates(np.array([-1], np.int64), self.config.candidates)[0]
+            self.popular_ids_ = self.popular_ids_[0]
+        else:
+            self.popular_ids_ = self.state.catalog.item_ids[: self.config.candidates]
+        self.n_unknown_users_ = 0
+
+    def content_version(self) -> str:
+        """The version of the fitted pipeline (see :mod:`.version`)."""
+        return content_version(
+            config=self.get_params(),
+            data=self.data_fingerprints_,
+            now_ms=self.now_ms_,
+            sources=self.retrieval.sources_,
+            ranker=self.ranking.ranker_,
+        )
+
+    def get_params(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    def _check(self) -> None:
+        if not hasattr(self.ranking, "ranker_") or not hasattr(self, "state"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load()")
+
+    # ----------------------------------------------------------------- learned state --
+    @property
+    def ranker_(self) -> GBDTRanker:
+        return self.ranking.ranker_
+
+    @property
+    def sources_(self) -> list[CandidateSource]:
+        return self.retrieval.sources_
+
+    @property
+    def source_names_(self) -> tuple[str, ...]:
+        return self.retrieval.names_
+
+    @property
+    def history_(self) -> History:
+        """Users' retrieval history (positives), appended by :meth:`apply_events`."""
+        return self.retrieval.history_
+
+    @property
+    def candidate_cache_(self) -> CandidateCache | None:
+        return self.cache.cache if hasattr(self, "cache") else None
+
+    # ------------------------------------------------------------------------ inference --
+    def recommend_batch(
+        self,
+        user_ids: np.ndarray | Sequence[int],
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        rules: Literal["offline", "served"] = "offline",
+        time_ms: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RecommendationBatch:
+        """Top-``k`` item ids and scores per user (the same stages as :meth:`serve`).
+
+        ``rules``: the offline chain (default) or the served one. ``exclude_seen=False`` runs
+        that chain without its drop-watched filter. ``progress(n_done)`` is called after each
+        batch of users. Users without history (unknown in training) get cold-start lists and
+        are counted in ``n_unknown_users_``. Raises :class:`~mlsd.errors.ConfigError` for
+        ``k`` < 1 or larger than the catalog.
+        """
+        self._check()
+        return batch.recommend_batch(
+            self, user_ids, k, exclude_seen=exclude_seen, rules=rules, time_ms=time_ms,
+            progress=progress,
+        )  # fmt: skip
+
+    def recommend(self, user_ids: np.ndarray, k: int, exclude_seen: bool = True) -> np.ndarray:
+        """The evaluation ``Model`` interface: ``int64[n, k]`` ids, padded with -1."""
+        return self.recommend_batch(user_ids, k, exclude_seen=exclude_seen).item_ids
+
+    def serve(self, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
+        """One request, through every stage; never raises for a valid request (degrades;
+        see :mod:`.online`)."""
+        self._check()
+        return online.serve(self, user_id, k, ctx, explain)
+
+    def similar(self, video_id: int, k: int) -> list[ServedItem]:
+        """Nearest items by the first source that offers item similarity; KeyError for an
+        unknown item (or when no source offers it)."""
+        self._check()
+        src = next((s for s in self.sources_ if isinstance(s, ItemSimilarity)), None)
+        if src is None:
+            raise KeyError(video_id)
+        with self.lock.read():
+            got, scores = src.similar_items(int(video_id), k)
+        name = getattr(src, "name", "similar")
+        return [
+            ServedItem(int(i), float(s), name)
+            for i, s in zip(got.tolist(), scores.tolist(), strict=True)
+            if i != PAD
+        ]
+
+    def known_videos(self, video_ids: np.ndarray) -> np.ndarray:
+        """``bool[n]``: which ids are in the catalog."""
+        return np.asarray(self.state.catalog.index_of(np.asarray(video_ids, np.int64)) >= 0)
+
+    def apply_events(self, events: pa.Table) -> None:
+        """Apply new events (mlsd events schema): online features, the retrieval history
+        (valid watches and likes), the seen set and blocked creators; the candidate cache
+        forgets their users. Unknown items are ignored by each part and counted there."""
+        self._check()
+        if events.num_rows == 0:
+            return
+        with self.lock.write():
+            self.cache.invalidate(ids(events, "user_id"))
+            self.ranking.online_.update_from_events(events)
+            pos = label_positives(
+                events, self.dataset_.videos, self.config.label, include_likes=True
+            )
+            append_events(self.retrieval.history_, pos)
+            self.state.apply(events)
+
+    def history_of(self, user_id: int, n: int = 10) -> np.ndarray:
+        """The user's most recent positive item ids, newest first."""
+        items = self.retrieval.history_.recent(np.array([user_id], np.int64), n)[0][0]
+        return items[items != PAD]
+
+    # -------------------------------------------------------------- candidate cache --
+    def candidate_cache_key(self) -> dict[str, Any]:
+        """What a saved candidate cache must have been computed for (see
+        :meth:`~mlsd.pipeline.cache.CachedRetrieval.key`)."""
+        self._check()
+        return self.cache.key(self.version, self.config.candidates)
+
+    def load_candidate_cache(self, directory: str | Path) -> CandidateCache:
+        """Serve from the candidate cache saved in ``directory`` by
+        :meth:`precompute_candidates` (memory-mapped: pages shared by forked workers). Raises
+        :class:`~mlsd.errors.CacheMismatch` naming why when it is another model's."""
+        self._check()
+        return self.cache.load(directory, self.candidate_cache_key())
+
+    def precompute_candidates(
+        self,
+        *,
+        batch: int = 512,
+        threads: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+        cold: bool | None = None,
+        directory: str | Path | None = None,
+    ) -> CandidateCache:
+        """Retrieve every user with a history ahead into a candidate cache that :meth:`serve`
+        then reads (see :mod:`.cache`); ``directory``: also save it there."""
+        self._check()
+        with self.lock.read():
+            cache = self.cache.precompute(
+                self.config.candidates, batch=batch, threads=threads, progress=progress,
+                cold=cold,
+            )  # fmt: skip
+        if directory is not None:
+            cache.save(directory, self.candidate_cache_key())
+        return cache
+
+    # ----------------------------------------------------------------------- serving --
+    def prepare(self, options: ServingOptions, say: Callable[[str], None]) -> None:
+        """Serving-only preparation after a load (the :class:`~mlsd.pipeline.Servable`
+        protocol): the ranker compiled to native code (LightGBM kept when that is not
+        possible), and with ``options.candidate_cache`` every known user's candidates
+        retrieved ahead, reused from ``options.cache_dir`` when saved there for this model,
+        else computed and saved there. Says each step."""
+        self._check()
+        if options.compile_ranker:
+            t0 = time.perf_counter()
+            ok = self.ranker_.compile()
+            took = time.perf_counter() - t0
+            say(f"ranker {'compiled' if ok else 'NOT compiled'} in {took:.1f} s")
+        if not options.candidate_cache:
+            return
+        t0 = time.perf_counter()
+        cache_dir = options.cache_dir
+        if cache_dir is not None and Path(cache_dir, "meta.json").is_file():
+            try:
+                cache = self.load_candidate_cache(cache_dir)
+            except CacheMismatch as e:
+                say(f"candidate cache not reused ({e}); retrieving again")
+            else:
+                say(
+                    f"{len(cache.users):,} candidate rows (users, new-user buckets) "
+                    f"memory-mapped from {cache_dir} in {time.perf_counter() - t0:.1f} s"
+                )
+                return
+        cache = self.precompute_candidates(threads=options.threads, directory=cache_dir)
+        say(
+            f"{len(cache.users):,} candidate rows (users, new-user buckets) retrieved ahead in "
+            f"{time.perf_counter() - t0:.1f} s ({cache.nbytes / 1e9:.2f} GB)"
+        )
+
+    def status(self) -> ServingStatus:
+        """The :class:`~mlsd.pipeline.Servable` figures: ranker compiled, cache hits/misses."""
+        cache = self.candidate_cache_
+        ranker = getattr(self.ranking, "ranker_", None)
+        return ServingStatus(
+            ranker_compiled=bool(getattr(ranker, "compiled_", None)),
+            cache_hits=cache.hits if cache is not None else 0,
+            cache_misses=cache.misses if cache is not None else 0,
+        )
+
+    def warm_up(self) -> None:
+        """Serve two throwaway requests (a known and an unknown user) so that lazy
+        initialisation (torch kernels, FAISS, LightGBM) is not paid by the first real
+        request, which would otherwise overrun the budget and be served degraded."""
+        users = self.retrieval.history_.users()
+        ctx = RequestCtx(self.now_ms_)
+        for u in ([int(users[0])] if len(users) else []) + [NO_HISTORY_USER]:
+            self.serve(u, 10, ctx, explain=True)
