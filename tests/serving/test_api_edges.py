@@ -124,7 +124,7 @@ def test_events_are_logged_durably_and_applied(client: TestClient) -> None:
     assert client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY}).status_code == 200
     logged = list(read_events(client.app.state.log_path))  # type: ignore[attr-defined]
     assert [r["video_id"] for r in logged] == [2, 3]
-    model = client.app.state.holder.get()  # type: ignore[attr-defined]
+    model = client.app.state.service.holder.get()  # type: ignore[attr-defined]
     assert model.applied[-1].num_rows == 2
 
 

@@ -1,7 +1,8 @@
-"""The fast path of ``POST /v1/recommendations`` (:class:`mlsd.serving.app.FastRecommendations`)
-answers exactly as FastAPI's route does: same status, same body, on generated request bodies
-valid and not; what it accepts, the schema accepts with the same values; its responses validate
-against the response schema; metrics are labelled as before."""
+"""The fast path of ``POST /v1/recommendations``
+(:class:`mlsd.serving.fast_path.FastRecommendations`) answers exactly as FastAPI's route does:
+same status, same body, on generated request bodies valid and not; what it accepts, the schema
+accepts with the same values; its responses validate against the response schema; metrics are
+labelled as before."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlsd.pipeline import RequestCtx, Served, ServedItem
-from mlsd.serving.app import create_app, parse_recommendation, response_json
+from mlsd.serving.app import create_app
+from mlsd.serving.encoding import response_json
+from mlsd.serving.fast_path import parse_recommendation
 from mlsd.serving.schemas import MAX_ID, MAX_K, RecommendationRequest, RecommendationResponse
 from tests.serving.stub_model import ReadOnlyServable
 

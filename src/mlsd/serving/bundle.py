@@ -113,7 +113,9 @@ class _Kind:
         return any(f"{c.__module__}:{c.__qualname__}" == self.target for c in cls.__mro__)
 
 
-_KINDS: dict[str, _Kind] = {"recommender": _Kind("recommender", "mlsd.pipeline.recommender:Recommender")}
+_KINDS: dict[str, _Kind] = {
+    "recommender": _Kind("recommender", "mlsd.pipeline.recommender:Recommender")
+}
 
 
 def register_kind(name: str, target: str | type, *, replace: bool = False) -> None:
@@ -178,19 +180,19 @@ def _json_safe(obj: Any, where: str) -> Any:
     raise BundleError(f"{where}: {type(obj).__name__} is not JSON-serialisable")
 
 
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            _fsync(os.path.join(dirpath, name))
+        _fsync(dirpath)
 
 
 def _list_artifacts(artifacts: Path) -> list[dict[str, Any]]:
@@ -255,11 +257,7 @@ def save_bundle(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
-        dfd = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,7 +4,7 @@ Request *i* is due at ``start + i / rate`` whatever happened to the earlier ones
 latency is measured from that due time to the last byte of the response, so a slow server
 cannot slow the load down and hide its own queueing (coordinated omission, Tene); requests that
 wait for a free connection are charged for the wait. Raw streams instead of an HTTP client
-library keep the generator's CPU cost at a few tenths of a millisecond per request.
+library keep the generator's own CPU cost small, so that it leaves the cores to the server.
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ def user_mix(
 
 
 def _user_ids(data: Path) -> Any:
-    """The events' user_id column: read alone from Parquet (fast even for 24 M events), else
-    through the full loader (CSV, MovieLens...)."""
+    """The events' user_id column: read alone from Parquet (one column of a large log, not
+    the whole table), else through the full loader (CSV, MovieLens...)."""
     import pyarrow.parquet as pq
 
     path = data / "events.parquet" if data.is_dir() else data

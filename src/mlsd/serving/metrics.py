@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from mlsd.pipeline import Servable, Served, ServingStatus
 
 # Latency buckets in seconds, dense below 50 ms (the book's p99 budget for this system).
 LATENCY_BUCKETS = (
@@ -28,7 +33,12 @@ LATENCY_BUCKETS = (
 
 
 class ServingMetrics:
-    """Request and stage latencies, fallbacks, errors, candidate counts, events."""
+    """Request and stage latencies, fallbacks, errors, candidate counts, events, reloads and
+    the serving model's version, ranker and candidate cache.
+
+    ``fallbacks`` is labelled by :attr:`~mlsd.pipeline.Served.degraded_kind` (a bounded set),
+    never by the free-text reason.
+    """
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -83,3 +93,38 @@ class ServingMetrics:
             "1 when the serving model's ranker runs as native code, 0 on LightGBM.",
             registry=r,
         )
+
+        # labelled children, looked up once each: the per-request path skips the label lookup
+        self._stages: dict[str, Any] = {}
+        self._fallbacks: dict[str, Any] = {}
+
+    def observe(self, served: Served) -> None:
+        """Record one served recommendation: its stages' latencies, candidate count, fallback
+        kind (when degraded) and cold start."""
+        for stage, ms in served.stage_ms.items():
+            h = self._stages.get(stage)
+            if h is None:
+                h = self._stages[stage] = self.stage_latency.labels(stage)
+            h.observe(ms / 1000)
+        self.candidates.observe(served.n_candidates)
+        kind = served.degraded_kind
+        if kind is not None:
+            c = self._fallbacks.get(kind)
+            if c is None:
+                c = self._fallbacks[kind] = self.fallbacks.labels(kind)
+            c.inc()
+        if served.cold_start:
+            self.cold_start.inc()
+
+    def serving(self, model: Servable, previous: Servable | None = None) -> None:
+        """``model`` now serves (in place of ``previous``, after a reload)."""
+        if previous is not None:
+            self.model_info.labels(previous.version).set(0)
+        self.model_info.labels(model.version).set(1)
+        self.ranker_compiled.set(int(model.status().ranker_compiled))
+
+    def watch_cache(self, status: Callable[[], ServingStatus]) -> None:
+        """Read the candidate cache's hits and misses from ``status()`` at each scrape (so they
+        follow whichever model is live)."""
+        self.candidate_cache.labels("hit").set_function(lambda: float(status().cache_hits))
+        self.candidate_cache.labels("miss").set_function(lambda: float(status().cache_misses))

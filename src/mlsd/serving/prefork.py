@@ -2,11 +2,11 @@
 
 Why: a request spends most of its time in Python (the GIL), so one process uses little more
 than one core however many threads it has; several processes use them all. Loading the bundle
-in each worker (uvicorn's ``--workers``, which spawns fresh interpreters) multiplies its memory:
-~17 GB a worker for the ``large`` bundle, so two do not fit a 23.5 GB machine. Here the
-supervisor loads it once and forks; the workers share its pages copy-on-write (the model is
-read-only while serving; ``gc.freeze()`` first, so that the workers' garbage collector does not
-write to, and so copy, every object's header). This is gunicorn's ``--preload`` design.
+in each worker (uvicorn's ``--workers``, which spawns fresh interpreters) multiplies its memory
+by the number of workers, which a large bundle cannot afford. Here the supervisor loads it
+once and forks; the workers share its pages copy-on-write (the model is read-only while
+serving; ``gc.freeze()`` first, so that the workers' garbage collector does not write to, and
+so copy, every object's header). This is gunicorn's ``--preload`` design.
 
 - The supervisor holds the listening socket, accepts connections and hands each to the next
   worker in turn (round robin), passing the descriptor over a Unix socket pair (SCM_RIGHTS);
@@ -15,9 +15,9 @@ write to, and so copy, every object's header). This is gunicorn's ``--preload`` 
   one ``SO_REUSEPORT`` socket each): keep-alive clients send all their requests over a few
   long-lived connections, so the load follows how *connections* are split. The kernel splits
   them by a hash (``SO_REUSEPORT``: eight connections over two workers are 6/2 or worse 29% of
-  the time) or to whichever worker wakes first (a shared socket: a burst can all go to one);
-  measured on ``large`` at 200 requests/s, 42/58 splits and a busier worker that queued. Round
-  robin splits them exactly (4/4); a client that reuses its least recently used connection
+  the time) or to whichever worker wakes first (a shared socket: a burst can all go to one),
+  and the worker with more connections queues requests while the other idles. Round robin
+  splits them exactly (4/4); a client that reuses its least recently used connection
   then spreads its requests evenly too. The supervisor's cost is an ``accept`` and a
   ``sendmsg`` per *connection*, not per request.
 - A worker that dies is forked again from the loaded model (at most ``max_restarts`` times

@@ -17,8 +17,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from mlsd.data.schema import EVENT_TYPES
 
 MAX_K = 200
+DEFAULT_K = 20
 MAX_ID = 2**62  # ids travel as int64; bounded below its limit so no arithmetic overflows
 MAX_EVENTS_PER_BATCH = 1000
+MAX_CONTEXT_TEXT = 32  # characters of a device or surface name
 
 EventType = Literal["impression", "play", "like", "share", "dislike", "rating"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
@@ -47,8 +49,8 @@ _ITEM = {"video_id": 1001, "score": 0.83, "source": "two_tower", "exploration": 
 
 
 class RequestContext(_Strict):
-    device: str | None = Field(default=None, max_length=32, examples=["android"])
-    surface: str | None = Field(default=None, max_length=32, examples=["home"])
+    device: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT, examples=["android"])
+    surface: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT, examples=["home"])
     time: IsoDateTime | None = Field(
         default=None,
         description="Request time (ISO-8601); defaults to the server's clock.",
@@ -60,7 +62,7 @@ class RequestContext(_Strict):
 
 class RecommendationRequest(_Strict):
     user_id: int = Field(strict=True, ge=0, le=MAX_ID, examples=[42])
-    k: int = Field(strict=True, default=20, ge=1, le=MAX_K, examples=[20])
+    k: int = Field(strict=True, default=DEFAULT_K, ge=1, le=MAX_K, examples=[20])
     context: RequestContext = Field(default_factory=RequestContext)
     explain: bool = Field(
         strict=True, default=False, description="Return score components and rule actions per item."
@@ -70,6 +72,11 @@ class RecommendationRequest(_Strict):
         {"user_id": 42, "k": 10, "context": {"device": "ios", "surface": "home"}},
         {"user_id": 7, "k": 5, "explain": True},
     )
+
+
+#: The keys a recommendation request and its context may carry (the fast path's check).
+REQUEST_KEYS = frozenset(RecommendationRequest.model_fields)
+CONTEXT_KEYS = frozenset(RequestContext.model_fields)
 
 
 class Explanation(_Strict):
@@ -141,8 +148,8 @@ class EventIn(_Strict):
     watch_seconds: float | None = Field(strict=True, default=None, ge=0, le=7 * 24 * 3600)
     request_id: int | None = Field(strict=True, default=None, ge=0, le=MAX_ID)
     position: int | None = Field(strict=True, default=None, ge=1, le=10_000)
-    surface: str | None = Field(default=None, max_length=32)
-    device: str | None = Field(default=None, max_length=32)
+    surface: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT)
+    device: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT)
     rating: float | None = Field(strict=True, default=None, ge=0, le=10)
 
     model_config = _examples(

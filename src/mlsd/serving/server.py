@@ -1,4 +1,5 @@
-"""Running the service: settings, the app built from a model bundle, and uvicorn.
+"""Running the service: the app built from a model bundle and its settings
+(:class:`~mlsd.serving.settings.ServeSettings`), and uvicorn.
 
 ``mlsd serve`` calls :func:`run`. With one worker the app is built in-process; with several,
 uvicorn starts worker processes that each call :func:`app_from_env`, which reads the same
@@ -18,96 +19,25 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
 from mlsd.pipeline.servable import Servable, ServingOptions
 from mlsd.serving import prefork
-from mlsd.serving.app import (
-    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
-    DEFAULT_MODEL_THREADS,
-    create_app,
-    single_threaded_kernels,
-)
+from mlsd.serving.app import create_app
 from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.bundle import load_bundle, verify_bundle
 from mlsd.serving.eventlog import EventLog
+from mlsd.serving.model_calls import single_threaded_kernels
+from mlsd.serving.settings import ServeSettings
 
-ENV_MODEL = "MLSD_MODEL_DIR"
-ENV_STORE = "MLSD_ONLINE_STORE"
-ENV_API_KEY = "MLSD_API_KEY"
-ENV_EVENT_LOG = "MLSD_EVENT_LOG"
-ENV_WORKERS = "MLSD_WORKERS"
-ENV_THREADS = "MLSD_MODEL_THREADS"
-ENV_CACHE = "MLSD_CANDIDATE_CACHE"
-ENV_CACHE_DIR = "MLSD_CANDIDATE_CACHE_DIR"
-ENV_MAX_REQUESTS = "MLSD_MAX_REQUESTS_PER_CONNECTION"
+__all__ = ["ServeSettings", "app_from_env", "build_app", "load_kwargs", "prepare", "run"]
+
 PRECOMPUTE_THREADS = 2
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    model_dir: Path
-    online_store: str = "memory"
-    api_key: str | None = None
-    event_log: Path | None = None
-    workers: int = 1
-    model_threads: int = DEFAULT_MODEL_THREADS
-    candidate_cache: bool = True
-    candidate_cache_dir: Path | None = None
-    max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ConfigError(f"--workers {self.workers}; expected at least 1")
-        if self.model_threads < 0:
-            raise ConfigError(f"--threads {self.model_threads}; expected 0 or more")
-        if self.online_store != "memory" and not self.online_store.startswith("redis://"):
-            raise ConfigError(
-                f"--online-store {self.online_store!r}; expected 'memory' or redis://HOST:PORT"
-            )
-
-    def to_env(self) -> dict[str, str]:
-        env = {
-            ENV_MODEL: str(self.model_dir),
-            ENV_STORE: self.online_store,
-            ENV_WORKERS: str(self.workers),
-            ENV_THREADS: str(self.model_threads),
-            ENV_MAX_REQUESTS: str(self.max_requests_per_connection),
-            ENV_CACHE: "1" if self.candidate_cache else "0",
-        }
-        if self.candidate_cache_dir is not None:
-            env[ENV_CACHE_DIR] = str(self.candidate_cache_dir)
-        if self.api_key is not None:
-            env[ENV_API_KEY] = self.api_key
-        if self.event_log is not None:
-            env[ENV_EVENT_LOG] = str(self.event_log)
-        return env
-
-    @classmethod
-    def from_env(cls) -> ServeSettings:
-        model = os.environ.get(ENV_MODEL)
-        if not model:
-            raise ConfigError(f"{ENV_MODEL} is not set; it names the model bundle to serve")
-        log = os.environ.get(ENV_EVENT_LOG)
-        cache_dir = os.environ.get(ENV_CACHE_DIR)
-        return cls(
-            model_dir=Path(model),
-            online_store=os.environ.get(ENV_STORE, "memory"),
-            api_key=os.environ.get(ENV_API_KEY) or None,
-            event_log=Path(log) if log else None,
-            workers=int(os.environ.get(ENV_WORKERS, "1")),
-            model_threads=int(os.environ.get(ENV_THREADS, str(DEFAULT_MODEL_THREADS))),
-            max_requests_per_connection=int(
-                os.environ.get(ENV_MAX_REQUESTS, str(DEFAULT_MAX_REQUESTS_PER_CONNECTION))
-            ),
-            candidate_cache=os.environ.get(ENV_CACHE, "1") != "0",
-            candidate_cache_dir=Path(cache_dir) if cache_dir else None,
-        )
 
 
 def load_kwargs(online_store: str) -> dict[str, Any]:
@@ -123,7 +53,7 @@ class _NoReloadAcrossWorkers:
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def __call__(self, model_dir: str) -> Any:
+    def __call__(self, model_dir: str) -> NoReturn:
         raise ConfigError(
             f"this service runs {self.workers} worker processes and /admin/reload would swap "
             "only one of them; point --model at a symlink, retarget it and send SIGHUP to "
@@ -151,12 +81,12 @@ def _say(message: str) -> None:
     print(f"mlsd serve: {message}", file=sys.stderr, flush=True)
 
 
-def _loader(settings: ServeSettings) -> Any:
+def _loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
     """``load(model_dir)``: a bundle loaded with ``settings``' online store and prepared for
     serving (the one path of a start, an /admin/reload and a SIGHUP reload)."""
     kwargs = load_kwargs(settings.online_store)
 
-    def load(model_dir: str | Path) -> Any:
+    def load(model_dir: str | Path) -> Servable:
         return prepare(
             load_bundle(model_dir, **kwargs),
             candidate_cache=settings.candidate_cache,
@@ -166,14 +96,16 @@ def _loader(settings: ServeSettings) -> Any:
     return load
 
 
-def build_app(settings: ServeSettings, model: Any | None = None) -> FastAPI:
+def build_app(settings: ServeSettings, model: Servable | None = None) -> FastAPI:
     """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
     single_threaded_kernels()
     reload = _loader(settings)
     if model is None:
         model = reload(settings.model_dir)
 
-    loader = reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
+    loader: Callable[[str], Servable] = (
+        reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
+    )
     log = EventLog(settings.event_log) if settings.event_log is not None else None
     return create_app(
         model,
@@ -221,7 +153,7 @@ def run(
     }
     if settings.workers == 1:
         app = build_app(settings)
-        model = app.state.holder.get()
+        model = app.state.service.holder.get()
         if on_ready is not None:
             on_ready(f"model {model.version} from {settings.model_dir}")
         uvicorn.run(app, **common)

@@ -1,0 +1,156 @@
+"""The settings of ``mlsd serve``: one typed object, built by the CLI from its options or, in a
+uvicorn worker process, from the ``MLSD_*`` environment variables it was given.
+
+A bad value raises :class:`~mlsd.errors.ConfigError` naming where it came from: the CLI option
+(``--workers 0; expected an integer >= 1``) or the variable
+(``MLSD_WORKERS='two': expected an integer >= 1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from annotated_types import Ge
+from pydantic import Field, TypeAdapter, ValidationError
+
+from mlsd.config import StrictModel
+from mlsd.errors import ConfigError
+from mlsd.serving.middleware import DEFAULT_MAX_REQUESTS_PER_CONNECTION
+from mlsd.serving.model_calls import DEFAULT_MODEL_THREADS
+
+__all__ = ["ENV", "OPTIONS", "ServeSettings"]
+
+#: The environment variable of each setting (what :meth:`ServeSettings.from_env` reads).
+ENV = {
+    "model_dir": "MLSD_MODEL_DIR",
+    "online_store": "MLSD_ONLINE_STORE",
+    "api_key": "MLSD_API_KEY",
+    "event_log": "MLSD_EVENT_LOG",
+    "workers": "MLSD_WORKERS",
+    "model_threads": "MLSD_MODEL_THREADS",
+    "candidate_cache": "MLSD_CANDIDATE_CACHE",
+    "candidate_cache_dir": "MLSD_CANDIDATE_CACHE_DIR",
+    "max_requests_per_connection": "MLSD_MAX_REQUESTS_PER_CONNECTION",
+}
+#: The ``mlsd serve`` option of each setting (what a bad keyword value is reported as).
+OPTIONS = {
+    "model_dir": "--model",
+    "online_store": "--online-store",
+    "api_key": "--api-key",
+    "event_log": "--event-log",
+    "workers": "--workers",
+    "model_threads": "--threads",
+    "candidate_cache": "--candidate-cache",
+    "candidate_cache_dir": "--candidate-cache-dir",
+    "max_requests_per_connection": "--max-requests-per-connection",
+}
+_OPTIONAL = frozenset(("api_key", "event_log", "candidate_cache_dir"))  # empty: not set
+_ONLINE_STORE = r"^(?:memory$|redis://)"
+
+
+class ServeSettings(StrictModel):
+    """What ``mlsd serve`` runs: the bundle, the online store (``memory`` or
+    ``redis://HOST:PORT``), the write endpoints' key, the event log, worker processes, model
+    threads per worker (0: on the event loop), the candidate cache (and its directory), and
+    requests per keep-alive connection (0: no limit).
+
+    Keyword construction as any pydantic model; a bad value raises
+    :class:`~mlsd.errors.ConfigError` naming the ``mlsd serve`` option.
+    """
+
+    model_dir: Path
+    online_store: str = Field(default="memory", pattern=_ONLINE_STORE)
+    api_key: str | None = Field(default=None, repr=False)  # a secret: kept out of logs
+    event_log: Path | None = None
+    workers: int = Field(default=1, ge=1)
+    model_threads: int = Field(default=DEFAULT_MODEL_THREADS, ge=0)
+    candidate_cache: bool = True
+    candidate_cache_dir: Path | None = None
+    max_requests_per_connection: int = Field(default=DEFAULT_MAX_REQUESTS_PER_CONNECTION, ge=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, data)) from None
+
+    def to_env(self) -> dict[str, str]:
+        """The ``MLSD_*`` variables that :meth:`from_env` reads back as these settings."""
+        env = {
+            ENV["model_dir"]: str(self.model_dir),
+            ENV["online_store"]: self.online_store,
+            ENV["workers"]: str(self.workers),
+            ENV["model_threads"]: str(self.model_threads),
+            ENV["max_requests_per_connection"]: str(self.max_requests_per_connection),
+            ENV["candidate_cache"]: "1" if self.candidate_cache else "0",
+        }
+        if self.api_key is not None:
+            env[ENV["api_key"]] = self.api_key
+        if self.event_log is not None:
+            env[ENV["event_log"]] = str(self.event_log)
+        if self.candidate_cache_dir is not None:
+            env[ENV["candidate_cache_dir"]] = str(self.candidate_cache_dir)
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
+        """The settings in ``environ`` (default: ``os.environ``). A variable that is not set
+        keeps its setting's default, as does an empty one of an optional setting; each other
+        is parsed as its setting's type and bounds, and a bad one raises
+        :class:`~mlsd.errors.ConfigError` naming the variable and its value."""
+        env = os.environ if environ is None else environ
+        if not env.get(ENV["model_dir"]):
+            raise ConfigError(f"{ENV['model_dir']} is not set; it names the model bundle to serve")
+        values: dict[str, Any] = {}
+        for name, var in ENV.items():
+            raw = env.get(var)
+            if raw is None or (not raw and name in _OPTIONAL):
+                continue
+            try:
+                values[name] = _adapter(name).validate_python(raw)
+            except ValidationError:
+                raise ConfigError(f"{var}={raw!r}: expected {_expected(name)}") from None
+        return cls(**values)
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter[Any]:
+    """A validator of one setting alone: its type and its bounds, as the model declares them."""
+    info = ServeSettings.model_fields[name]
+    tp: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(tp)
+
+
+def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:
+    """The first problem of ``error`` as ``OPTION VALUE; expected ...``."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {name!r}; expected one of {', '.join(OPTIONS)}"
+    option = OPTIONS.get(name, name)
+    if first["type"] == "missing":
+        return f"{option} is required"
+    return f"{option} {data.get(name)!r}; expected {_expected(name)}"
+
+
+def _expected(name: str) -> str:
+    """What setting ``name`` takes, in words (integers with their lower bound)."""
+    info = ServeSettings.model_fields[name]
+    if info.annotation is int:
+        low = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+        return "an integer" if low is None else f"an integer >= {low}"
+    return _EXPECTED[name]
+
+
+_EXPECTED = {
+    "model_dir": "a path",
+    "online_store": "'memory' or redis://HOST:PORT",
+    "api_key": "a string",
+    "event_log": "a path",
+    "candidate_cache": "1 or 0 (true or false)",
+    "candidate_cache_dir": "a path",
+}

@@ -1,0 +1,42 @@
+"""What the routes and middleware of one app share: the live model, its metrics, where model
+calls run, and the write side's settings. One :class:`ServiceState` per app, kept on
+``app.state.service``; routes reach it through the :data:`Service` dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mlsd.pipeline import Servable
+from mlsd.serving.eventlog import EventLog
+from mlsd.serving.metrics import ServingMetrics
+from mlsd.serving.model_calls import ModelCalls
+from mlsd.serving.service import ModelHolder
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """``holder``: the live model (swapped by a reload); ``calls``: runs model calls;
+    ``loader(model_dir)``: a new model for ``/admin/reload`` (None: reload refused);
+    ``event_log``: where accepted events go before the 2xx; ``api_key``: the write endpoints'
+    key (None: they answer 403 to everyone)."""
+
+    holder: ModelHolder
+    metrics: ServingMetrics
+    calls: ModelCalls
+    loader: Callable[[str], Servable] | None = None
+    event_log: EventLog | None = None
+    api_key: str | None = None
+
+
+async def service(request: Request) -> ServiceState:
+    """FastAPI dependency: the app's :class:`ServiceState` (async: no thread hop to get it)."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+#: A route's parameter ``state: Service`` receives the app's :class:`ServiceState`.
+Service = Annotated[ServiceState, Depends(service)]
