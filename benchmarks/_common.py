@@ -55,6 +55,22 @@ def git_rev() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether the working tree differs from ``git_rev`` in ``src/`` or ``benchmarks/`` (the
+    code measured is then not exactly that revision); None when git cannot tell."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "benchmarks/*.py"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    except OSError:
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/<name>.json`` with machine and time stamps added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -62,6 +78,7 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
         "benchmark": name,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_rev": git_rev(),
+        "git_dirty": git_dirty(),
         "machine": machine(),
         **payload,
     }
