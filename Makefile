@@ -27,6 +27,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy src
+	# the layer contracts of docs/architecture.md ([tool.importlinter] in pyproject.toml)
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/check_module_size.py src --max-lines 500
+	$(PY) benchmarks/update_readme.py --check
 
 format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts

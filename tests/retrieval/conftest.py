@@ -18,6 +18,7 @@ from mlsd.retrieval import (
     TopicPopularSource,
     TwoTowerSource,
 )
+from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.evaluate import NextPeriod, next_period
 
 FAST_TWO_TOWER = {"epochs": 2, "batch_size": 256, "dim": 16, "hidden": 32}
@@ -42,6 +43,7 @@ def make_sources() -> list[CandidateSource]:
         PopularSource(),
         PopularSource(half_life_days=1.0, window_days=3.0, name="trending"),
         FreshSource(),
+        ALSSource(factors=16, iterations=3),
     ]
 
 

@@ -5,9 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlsd.data.dataset import Dataset
 from mlsd.errors import ConfigError
-from mlsd.retrieval import PAD, CandidateSource, MergedSource, NotFittedError, default_quotas
+from mlsd.retrieval import (
+    PAD,
+    CandidateSource,
+    ItemSimilarity,
+    MergedSource,
+    NotFittedError,
+    PairScorer,
+    PersistentSource,
+    UserKeyed,
+    default_quotas,
+)
 from mlsd.retrieval.evaluate import NextPeriod
+from mlsd.retrieval.protocols import source_fingerprint
 
 from .conftest import make_sources
 
@@ -48,6 +60,43 @@ def test_contract(name: str, fitted: dict[str, CandidateSource], tiny_period: Ne
     assert (again[::-1] == ids).all()
     one, _ = src.candidates(users[0], 50)  # type: ignore[arg-type]
     assert (one[0] == ids[0]).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_returns_the_source_and_its_fingerprint_follows_its_state(
+    name: str, fitted: dict[str, CandidateSource], tiny: Dataset, tiny_period: NextPeriod
+) -> None:
+    src = fitted[name]
+
+    def fit(now_ms: int) -> CandidateSource:
+        fresh = next(s for s in make_sources() if s.name == name)
+        got = fresh.fit(
+            tiny_period.train_positives, videos=tiny.videos, users=tiny.users, now_ms=now_ms,
+            history=src.history_,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        assert got is fresh  # scikit-learn style: fit returns the estimator
+        return got
+
+    assert source_fingerprint(fit(tiny_period.split_ms)) == source_fingerprint(src)
+    # two days less of the log: what each source learned differs
+    assert source_fingerprint(fit(tiny_period.split_ms - 2 * 86_400_000)) != source_fingerprint(src)
+
+
+def test_every_source_declares_the_protocols_the_stages_use() -> None:
+    have = {
+        s.name: {
+            p.__name__
+            for p in (CandidateSource, PairScorer, UserKeyed, ItemSimilarity, PersistentSource)
+            if isinstance(s, p)
+        }
+        for s in make_sources()
+    }
+    base = {"CandidateSource"}
+    assert have["two_tower"] == base | {
+        "PairScorer", "UserKeyed", "ItemSimilarity", "PersistentSource"
+    }  # fmt: skip
+    assert have["als"] == have["covisit"] == base | {"PersistentSource"}
+    assert all(have[n] == base for n in ("topic_popular", "creator_popular", "popular", "fresh"))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -4,17 +4,15 @@ many users at once, with one ranker call per batch of users."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from mlsd.errors import ConfigError
+from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import RecommendationBatch
 from mlsd.reranking import DropWatched, RuleChain, Slate
 from mlsd.retrieval import PAD
-
-if TYPE_CHECKING:
-    from mlsd.pipeline.two_stage import TwoStage
 
 __all__ = ["BATCH_USERS", "check_k", "recommend_batch", "without_drop_watched"]
 
@@ -39,7 +37,7 @@ def without_drop_watched(chain: RuleChain) -> RuleChain:
 
 
 def recommend_batch(
-    p: TwoStage,
+    p: Parts,
     user_ids: np.ndarray | Sequence[int],
     k: int,
     *,
@@ -48,7 +46,8 @@ def recommend_batch(
     time_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RecommendationBatch:
-    """Top-``k`` item ids and scores per user (see :meth:`TwoStage.recommend_batch`)."""
+    """Top-``k`` item ids and scores per user of ``p`` (see
+    :meth:`~mlsd.pipeline.TwoStage.recommend_batch`)."""
     users = np.asarray(user_ids, dtype=np.int64)
     catalog = p.state.catalog
     k = check_k(k, len(catalog.item_ids))

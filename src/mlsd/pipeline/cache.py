@@ -23,8 +23,8 @@ from mlsd.errors import CacheMismatch
 from mlsd.pipeline.retrieval import RetrievalStage
 from mlsd.reranking import Catalog as RuleCatalog
 from mlsd.retrieval import PAD
-from mlsd.retrieval.base import UserKeyed
 from mlsd.retrieval.cache import CandidateCache
+from mlsd.retrieval.protocols import UserKeyed
 
 __all__ = ["CachedRetrieval"]
 

@@ -10,22 +10,19 @@ request that waited past the queue budget is answered with the popular fallback 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlsd.pipeline.explain import served_items
+from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import DegradedKind, RequestCtx, Served, ServedItem
 from mlsd.reranking import Slate
 from mlsd.retrieval import PAD
 
-if TYPE_CHECKING:
-    from mlsd.pipeline.two_stage import TwoStage
-
 __all__ = ["fallback", "serve"]
 
 
-def serve(p: TwoStage, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
+def serve(p: Parts, user_id: int, k: int, ctx: RequestCtx, explain: bool = False) -> Served:
     """One request through every stage of ``p`` (see the module docstring)."""
     t_start = time.perf_counter() if ctx.received_at is None else ctx.received_at
     budget = p.config.budget_ms
@@ -124,7 +121,7 @@ def serve(p: TwoStage, user_id: int, k: int, ctx: RequestCtx, explain: bool = Fa
 
 
 def fallback(
-    p: TwoStage,
+    p: Parts,
     user_id: int,
     k: int,
     cold: bool,

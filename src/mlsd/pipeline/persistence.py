@@ -35,7 +35,7 @@ from mlsd.pipeline.two_stage import Stats, TwoStage
 from mlsd.pipeline.version import data_fingerprints
 from mlsd.ranking.gbdt import GBDTRanker
 from mlsd.retrieval import History
-from mlsd.retrieval.base import CandidateSource, PersistentSource
+from mlsd.retrieval.protocols import CandidateSource, PersistentSource
 
 __all__ = ["FORMAT", "META", "read_meta", "restore", "save"]
 

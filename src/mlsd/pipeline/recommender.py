@@ -32,7 +32,7 @@ from mlsd.pipeline.two_stage import TwoStage
 from mlsd.reranking import default_chain
 from mlsd.retrieval import default_quotas, default_sources
 from mlsd.retrieval.als import ALSSource
-from mlsd.retrieval.base import CandidateSource
+from mlsd.retrieval.protocols import CandidateSource
 
 __all__ = ["ALS_SHARE", "Recommender", "video_quotas", "video_sources"]
 

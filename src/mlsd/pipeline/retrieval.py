@@ -20,8 +20,9 @@ from mlsd.data.dataset import Dataset
 from mlsd.errors import ConfigError, MlsdError
 from mlsd.pipeline.data import ids
 from mlsd.retrieval import PAD, History
-from mlsd.retrieval.base import CandidateSource, PairScorer, row_keys
+from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
+from mlsd.retrieval.protocols import CandidateSource, PairScorer
 
 __all__ = ["Candidates", "RetrievalStage"]
 

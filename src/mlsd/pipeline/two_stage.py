@@ -47,8 +47,8 @@ from mlsd.ranking.config import RankerConfig
 from mlsd.ranking.gbdt import GBDTRanker
 from mlsd.reranking import RuleChain
 from mlsd.retrieval import PAD, History
-from mlsd.retrieval.base import CandidateSource, ItemSimilarity
 from mlsd.retrieval.cache import CandidateCache
+from mlsd.retrieval.protocols import CandidateSource, ItemSimilarity
 
 __all__ = ["Stats", "TwoStage"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from mlsd.data.dataset import Dataset
 from mlsd.data.fingerprint import fingerprint_arrays, fingerprint_table
 from mlsd.ranking.gbdt import GBDTRanker
-from mlsd.retrieval.base import CandidateSource, source_fingerprint
+from mlsd.retrieval.protocols import CandidateSource, source_fingerprint
 
 __all__ = ["VERSION_PREFIX", "content_version", "data_fingerprints"]
 

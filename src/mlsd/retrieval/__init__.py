@@ -14,7 +14,7 @@ batched numpy, -1 / -inf padding) reading the user's recent watches from a share
 :func:`evaluate_retrieval` measures candidate recall@K per source and merged.
 """
 
-from mlsd.retrieval.base import PAD, CandidateSource, NotFittedError
+from mlsd.retrieval.base import PAD, NotFittedError
 from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.evaluate import RetrievalReport, SourceRecall, evaluate_retrieval
 from mlsd.retrieval.history import History
@@ -25,6 +25,13 @@ from mlsd.retrieval.popular import (
     FreshSource,
     PopularSource,
     TopicPopularSource,
+)
+from mlsd.retrieval.protocols import (
+    CandidateSource,
+    ItemSimilarity,
+    PairScorer,
+    PersistentSource,
+    UserKeyed,
 )
 from mlsd.retrieval.sources import default_quotas, default_sources
 from mlsd.retrieval.two_tower import TwoTowerSource
@@ -37,14 +44,18 @@ __all__ = [
     "EmbeddingIndex",
     "FreshSource",
     "History",
+    "ItemSimilarity",
     "MergedSource",
     "NotFittedError",
+    "PairScorer",
+    "PersistentSource",
     "PopularSource",
     "RetrievalReport",
     "SourceRecall",
     "TaggedCandidates",
     "TopicPopularSource",
     "TwoTowerSource",
+    "UserKeyed",
     "default_quotas",
     "default_sources",
     "evaluate_retrieval",

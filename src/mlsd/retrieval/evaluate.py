@@ -32,9 +32,10 @@ from mlsd.data.dataset import Dataset
 from mlsd.data.labels import positives
 from mlsd.data.split import global_temporal_split
 from mlsd.errors import ConfigError, DataError
-from mlsd.retrieval.base import PAD, CandidateSource, rowwise_isin
+from mlsd.retrieval.base import PAD, rowwise_isin
 from mlsd.retrieval.history import History, table_ms
 from mlsd.retrieval.merge import MergedSource, allocate, merge_lists
+from mlsd.retrieval.protocols import CandidateSource
 from mlsd.retrieval.two_tower import TwoTowerSource
 
 __all__ = [

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from mlsd.errors import ConfigError
-from mlsd.retrieval.base import PAD, CandidateSource, as_user_ids, check_k
+from mlsd.retrieval.base import PAD, as_user_ids, check_k
 from mlsd.retrieval.history import History
+from mlsd.retrieval.protocols import CandidateSource
 
 __all__ = ["MergedSource", "TaggedCandidates", "allocate", "merge_lists"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlsd.retrieval.base import CandidateSource
 from mlsd.retrieval.covisit import CoVisitationSource
 from mlsd.retrieval.popular import (
     CreatorPopularSource,
@@ -12,6 +11,7 @@ from mlsd.retrieval.popular import (
     PopularSource,
     TopicPopularSource,
 )
+from mlsd.retrieval.protocols import CandidateSource
 from mlsd.retrieval.two_tower import TwoTowerSource
 
 __all__ = ["default_quotas", "default_sources"]
