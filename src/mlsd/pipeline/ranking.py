@@ -21,7 +21,7 @@ from mlsd.features import (
     materialize,
 )
 from mlsd.ranking.config import RankerConfig
-from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.ranking.gbdt import GBDTRanker, Ranker
 
 __all__ = ["RankingStage"]
 
@@ -30,7 +30,7 @@ class RankingStage:
     """Features from ``registry`` (its matrix features, in order) then the retrieval features,
     scored by a :class:`~mlsd.ranking.GBDTRanker` configured by ``ranker``.
 
-    Learned: ``ranker_``, ``feature_names_`` (the registry's columns), ``online_`` (the
+    Learned: ``ranker_`` (a :class:`~mlsd.ranking.Ranker`), ``feature_names_`` (the registry's columns), ``online_`` (the
     online features, after :meth:`materialize`).
     """
 
@@ -57,7 +57,7 @@ class RankingStage:
         seed: int,
         valid_users_share: float,
         say: Callable[[str], None],
-    ) -> GBDTRanker:
+    ) -> Ranker:
         """Train the ranker on ``x`` (``names`` its columns) for each weighted objective that
         has both classes in ``labels`` (the others are dropped, and said so). A seeded
         ``valid_users_share`` of the ``users`` (one per row) validates it (early stopping,
@@ -81,7 +81,7 @@ class RankingStage:
         if is_valid.all() or not is_valid.any():
             is_valid = np.zeros(len(users), bool)
             is_valid[-max(1, len(users) // 10) :] = True
-        ranker = GBDTRanker(weights, **self.config.kwargs(seed))
+        ranker: Ranker = GBDTRanker(weights, **self.config.kwargs(seed))
         ranker.fit(
             x[~is_valid],
             {o: labels[o][~is_valid] for o in weights},

@@ -44,7 +44,7 @@ from mlsd.pipeline.training import training_rows
 from mlsd.pipeline.types import RecommendationBatch, RequestCtx, Served, ServedItem, ServingStatus
 from mlsd.pipeline.version import content_version, data_fingerprints
 from mlsd.ranking.config import RankerConfig
-from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.ranking.gbdt import Ranker
 from mlsd.reranking import RuleChain
 from mlsd.retrieval import PAD, History
 from mlsd.retrieval.cache import CandidateCache
@@ -110,6 +110,7 @@ class TwoStage:
         self.version = "unfitted"
         self.stats = Stats()
         self.n_unknown_users_ = 0
+        self.ranker_compiled_ = False  # see prepare
 
     # ------------------------------------------------------------------------- training --
     def fit(self, data: Dataset | Any) -> TwoStage:
@@ -197,6 +198,7 @@ class TwoStage:
         else:
             self.popular_ids_ = self.state.catalog.item_ids[: self.config.candidates]
         self.n_unknown_users_ = 0
+        self.ranker_compiled_ = False  # a new ranker: see prepare
 
     def content_version(self) -> str:
         """The version of the fitted pipeline (see :mod:`.version`)."""
@@ -217,7 +219,7 @@ class TwoStage:
 
     # ----------------------------------------------------------------- learned state --
     @property
-    def ranker_(self) -> GBDTRanker:
+    def ranker_(self) -> Ranker:
         return self.ranking.ranker_
 
     @property
@@ -358,7 +360,7 @@ class TwoStage:
         self._check()
         if options.compile_ranker:
             t0 = time.perf_counter()
-            ok = self.ranker_.compile()
+            ok = self.ranker_compiled_ = self.ranker_.compile()
             took = time.perf_counter() - t0
             say(f"ranker {'compiled' if ok else 'NOT compiled'} in {took:.1f} s")
         if not options.candidate_cache:
@@ -385,9 +387,8 @@ class TwoStage:
     def status(self) -> ServingStatus:
         """The :class:`~mlsd.pipeline.Servable` figures: ranker compiled, cache hits/misses."""
         cache = self.candidate_cache_
-        ranker = getattr(self.ranking, "ranker_", None)
         return ServingStatus(
-            ranker_compiled=bool(getattr(ranker, "compiled_", None)),
+            ranker_compiled=self.ranker_compiled_,
             cache_hits=cache.hits if cache is not None else 0,
             cache_misses=cache.misses if cache is not None else 0,
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from mlsd.data.dataset import Dataset
 from mlsd.data.fingerprint import fingerprint_arrays, fingerprint_table
-from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.ranking.gbdt import Ranker
 from mlsd.retrieval.protocols import CandidateSource, source_fingerprint
 
 __all__ = ["VERSION_PREFIX", "content_version", "data_fingerprints"]
@@ -28,25 +28,13 @@ def data_fingerprints(ds: Dataset) -> dict[str, str]:
     return {name: fingerprint_table(table) for name, table in ds.tables().items()}
 
 
-def ranker_fingerprint(ranker: GBDTRanker) -> str:
-    """A digest of a fitted ranker: objective weights, feature names, model texts, calibrators."""
-    parts: dict[str, Any] = {
-        "weights": dict(ranker.weights),
-        "features": list(ranker.feature_names_),
-    }
-    for obj, booster in ranker.boosters_.items():
-        parts[f"model.{obj}"] = booster.model_to_string()
-        parts[f"calibrator.{obj}"] = ranker.calibrators_[obj].to_dict()
-    return fingerprint_arrays(parts)
-
-
 def content_version(
     *,
     config: Mapping[str, Any],
     data: Mapping[str, str],
     now_ms: int,
     sources: Sequence[CandidateSource],
-    ranker: GBDTRanker,
+    ranker: Ranker,
 ) -> str:
     """``rec-<YYYYMMDD of now_ms>-<12 hex digits>``: the fingerprint of a trained pipeline
     (see the module docstring). ``data``: :func:`data_fingerprints` of its training data."""
@@ -56,7 +44,7 @@ def content_version(
             "data": dict(data),
             "now_ms": int(now_ms),
             "sources": [[s.name, source_fingerprint(s)] for s in sources],
-            "ranker": ranker_fingerprint(ranker),
+            "ranker": ranker.fingerprint(),
         }
     )
     day = time.strftime("%Y%m%d", time.gmtime(now_ms / 1000))

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import lightgbm as lgb
 import numpy as np
 
+from mlsd.data.fingerprint import fingerprint_arrays
 from mlsd.errors import ConfigError, DataError
 from mlsd.ranking.calibration import PlattCalibrator, expected_calibration_error
 
@@ -47,12 +48,53 @@ _SMALL_CODE_LEAVES = 1_000_000
 
 @runtime_checkable
 class Ranker(Protocol):
-    """Scores (user, video, context) feature rows; higher is better."""
+    """What the pipeline uses of a ranker: scores (user, item, context) feature rows as
+    calibrated probabilities per objective, combined by ``weights`` (higher is better).
 
+    ``fit`` learns one model per weighted objective from ``features`` (``float[n, f]``, columns
+    named ``feature_names``) and binary ``labels[objective]``; ``valid`` rows validate it.
+    ``compile`` prepares it for serving (False: it predicts as it is). ``fingerprint`` digests
+    what was learned, so that equal digests score alike. ``save`` writes formats that cannot
+    run code on load.
+    """
+
+    weights: dict[str, float]
     feature_names_: list[str]
+    metrics_: dict[str, dict[str, float]]
+
+    def fit(
+        self,
+        features: np.ndarray,
+        labels: Mapping[str, np.ndarray],
+        feature_names: Sequence[str],
+        *,
+        valid: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
+    ) -> Ranker:
+        """Train; returns the ranker itself."""
+        ...
+
+    def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """``features`` ``(n, f)`` in ``feature_names_`` order -> objective -> ``(n,)``."""
+        ...
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """features (n, f) float32 in ``feature_names_`` order -> scores (n,)."""
+        """``features`` ``(n, f)`` -> ``sum_o weights[o] * p_o``, ``(n,)``."""
+        ...
+
+    def compile(self) -> bool:
+        """Prepare for low-latency prediction; True when done."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A digest of the learned models."""
+        ...
+
+    def feature_importance(self, objective: str) -> dict[str, float]:
+        """Feature name -> importance in ``objective``'s model (higher: used more)."""
+        ...
+
+    def save(self, directory: str | Path) -> None:
+        """Write the fitted ranker into ``directory``."""
         ...
 
 
@@ -270,6 +312,17 @@ class GBDTRanker:
         """Weighted sum of calibrated objective probabilities, (n,)."""
         probs = self.predict_proba(features)
         return np.sum([self.weights[o] * p for o, p in probs.items()], axis=0)
+
+    def fingerprint(self) -> str:
+        """A digest of the fitted ranker: objective weights, feature names, each booster's
+        model text and calibrator."""
+        if not getattr(self, "boosters_", None):
+            raise ConfigError("GBDTRanker is not fitted; call fit() or load() first")
+        parts: dict[str, Any] = {"weights": dict(self.weights), "features": self.feature_names_}
+        for obj, booster in self.boosters_.items():
+            parts[f"model.{obj}"] = booster.model_to_string()
+            parts[f"calibrator.{obj}"] = self.calibrators_[obj].to_dict()
+        return fingerprint_arrays(parts)
 
     def feature_importance(self, objective: str = "watch") -> dict[str, float]:
         b = self.boosters_[objective]
