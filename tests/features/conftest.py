@@ -24,7 +24,8 @@ import pytest
 from mlsd.config import SimulationConfig
 from mlsd.data.dataset import Dataset, from_tables
 from mlsd.data.simulate import simulate
-from mlsd.features.online import MemoryStore, OnlineStore
+from mlsd.features.memory_store import MemoryStore
+from mlsd.features.store import OnlineStore
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC
 T0_MS = int(T0.timestamp() * 1000)

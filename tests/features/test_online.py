@@ -9,7 +9,8 @@ import pytest
 
 from mlsd.errors import FeatureStoreError, MlsdError, OnlineStoreUnavailable, UnknownFeatureError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.online import EntityLayout, MemoryStore, OnlineStore, StoreStats
+from mlsd.features.memory_store import MemoryStore
+from mlsd.features.store import EntityLayout, OnlineStore, StoreStats
 
 from .conftest import RedisServer, free_port, start_redis
 
@@ -297,3 +298,35 @@ def test_redis_reads_agree_with_and_without_hiredis(
     assert user.shape == (1, 1)
     np.testing.assert_array_equal(video[[0, 2]], vals[[2, 0]])
     np.testing.assert_array_equal(video[1], lays["video"].defaults)
+
+
+# --- picking a store ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [None, "", "memory"])
+def test_open_store_gives_the_memory_store_by_default(url: str | None) -> None:
+    from mlsd.features import open_store
+
+    assert isinstance(open_store(url), MemoryStore)
+
+
+def test_open_store_gives_redis_for_a_redis_url_without_connecting() -> None:
+    from mlsd.features import RedisStore, open_store
+
+    store = open_store(f"redis://127.0.0.1:{free_port()}/2", namespace="ns", timeout_s=0.05)
+    assert isinstance(store, RedisStore) and isinstance(store, OnlineStore)
+    assert (store.namespace, store.timeout_s) == ("ns", 0.05)
+
+
+def test_open_store_rejects_another_scheme() -> None:
+    from mlsd.features import open_store
+
+    with pytest.raises(FeatureStoreError, match=r"'http://x'.*expected 'memory' or a Redis URL"):
+        open_store("http://x")
+
+
+def test_public_names_are_importable_from_the_package() -> None:
+    import mlsd.features as features
+
+    for name in features.__all__:
+        assert getattr(features, name) is not None, name

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from mlsd.data.dataset import Dataset
-from mlsd.features.online import OnlineStore
+from mlsd.features._window_state import EntityState
 from mlsd.features.registry import Feature
 from mlsd.features.skew import skew_check
-from mlsd.features.stream import OnlineFeatures, _EntityState
+from mlsd.features.store import OnlineStore
+from mlsd.features.stream import OnlineFeatures
 
 
 def test_tiny_has_no_skew(tiny: Dataset) -> None:
@@ -53,7 +54,7 @@ def test_altered_online_computation_shows_for_exactly_that_feature(
 def test_windows_that_never_expire_online_are_caught(
     tiny: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_EntityState, "roll", lambda self, old, new: None)
+    monkeypatch.setattr(EntityState, "roll", lambda self, old, new: None)
     report = skew_check(tiny, n_points=200, seed=0)
     assert report.mismatched
     assert all(n.endswith(("_1h", "_1d", "_7d")) for n in report.mismatched), report.mismatched

@@ -11,7 +11,8 @@ import pytest
 from mlsd.data.dataset import Dataset
 from mlsd.errors import FeatureStoreError
 from mlsd.features.definitions import VIDEO_REC
-from mlsd.features.online import MemoryStore, OnlineStore
+from mlsd.features.memory_store import MemoryStore
+from mlsd.features.store import OnlineStore
 from mlsd.features.stream import materialize
 
 from .conftest import HOUR, T0_MS, make_dataset
@@ -132,7 +133,7 @@ def test_request_time_features_use_the_request_time() -> None:
 
 
 def test_bulk_key_index_matches_numpy_unique() -> None:
-    from mlsd.features.stream import _unique_first_inverse
+    from mlsd.features._window_state import unique_first_inverse
 
     rng = np.random.default_rng(0)
     cases = [
@@ -143,6 +144,6 @@ def test_bulk_key_index_matches_numpy_unique() -> None:
     ]
     for keys in cases:
         want = np.unique(keys, return_index=True, return_inverse=True)
-        got = _unique_first_inverse(keys.astype(np.int64))
+        got = unique_first_inverse(keys.astype(np.int64))
         for w, g in zip(want, got, strict=True):
             np.testing.assert_array_equal(g, np.asarray(w).reshape(-1))

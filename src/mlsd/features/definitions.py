@@ -37,7 +37,9 @@ def smoothed_rate(pos: np.ndarray, n: np.ndarray, prior: str) -> np.ndarray:
     return np.divide(out, np.add(np.asarray(n, dtype=np.float64), s), out=out)
 
 
-def _count(name: str) -> Compute:
+def _field(name: str) -> Compute:
+    """The raw input ``name`` as it is (a count, a catalog attribute, a request field)."""
+
     def compute(x: Inputs) -> np.ndarray:
         return np.asarray(x[name], dtype=np.float64)
 
@@ -58,10 +60,10 @@ def _windowed(
     out: list[Feature] = []
     for w in windows:
         spec = {
-            "impressions": ("count", 0.0, (f"imp_{w}",), _count(f"imp_{w}"), "impressions"),
-            "plays": ("count", 0.0, (f"play_{w}",), _count(f"play_{w}"), "plays"),
+            "impressions": ("count", 0.0, (f"imp_{w}",), _field(f"imp_{w}"), "impressions"),
+            "plays": ("count", 0.0, (f"play_{w}",), _field(f"play_{w}"), "plays"),
             "valid_watches": (
-                "count", 0.0, (f"valid_{w}",), _count(f"valid_{w}"),
+                "count", 0.0, (f"valid_{w}",), _field(f"valid_{w}"),
                 "valid watches (play >= 30 s, or >= 50% of a video under 60 s)",
             ),
             "valid_watch_rate": (
@@ -151,13 +153,6 @@ def _day_of_week(x: Inputs) -> np.ndarray:
     # 1970-01-01 was a Thursday; Monday is 0.
     days = np.asarray(x["request.t_ms"], dtype=np.int64) // DAY_MS
     return ((days + 3) % 7).astype(np.float64)
-
-
-def _field(name: str) -> Compute:
-    def compute(x: Inputs) -> np.ndarray:
-        return np.asarray(x[name], dtype=np.float64)
-
-    return compute
 
 
 _ALL = tuple(WINDOWS)

@@ -43,28 +43,12 @@ from mlsd.features.signals import (
     timestamps_ms,
 )
 
-__all__ = ["build_training_set", "feature_matrix", "required_features"]
+__all__ = ["build_training_set", "feature_matrix"]
 
 _CHUNK = 1 << 20  # rows per chunk of request-time features
-_VIDEO_STATIC = ("duration_s", "is_explicit", "topic", "upload_minute")
 #: Stored-feature tasks, longest first at ``large`` (benchmarks/features.py), so that two
 #: workers finish close together.
 _TASK_ORDER = {"video": 0, "user": 1, "user_creator": 2, "creator": 3}
-
-
-def required_features(registry: FeatureRegistry, names: Sequence[str] | None) -> list[Feature]:
-    """The features to output (``names``; None: every matrix feature) plus, after them, the
-    stored features they read; raises UnknownFeatureError for unregistered names."""
-    out = registry.resolve(names)
-    seen = {f.name for f in out}
-    i = 0
-    while i < len(out):
-        for inp in out[i].inputs:
-            if inp in registry and inp not in seen:
-                seen.add(inp)
-                out.append(registry[inp])
-        i += 1
-    return out
 
 
 @dataclass
@@ -113,13 +97,7 @@ def _stored_group(
     if entity == "video" and not any(f.source == "events" for f in feats):
         # catalog attributes only: one slot per row, no as-of needed
         slot = np.arange(n)
-        crow = catalog.rows(rows["video"])
-        raw: dict[str, np.ndarray] = {
-            c: catalog.take(c, crow, -1 if c == "topic" else 0).astype(np.float64)
-            for c in _VIDEO_STATIC
-        }
-        raw["duration_s"] = catalog.take("duration_s", crow, np.nan)
-        raw["upload_minute"] = catalog.take("upload_minute", crow, np.nan)
+        raw = catalog.attributes(catalog.rows(rows["video"]))
         return _Group(slot, {f.name: f(raw).astype(np.float32) for f in feats})
     ek, eok, pk, pok = _entity_keys(entity, sig, rows)
     asof = AsOf(ek, eok, sig.ts, pk, pok, rows["t"])
@@ -240,7 +218,7 @@ def build_training_set(
                                     "features), not a column of the training matrix")  # fmt: skip
         if f.name in rows.column_names:
             raise DataError(f"training rows already have a column named {f.name!r}")
-    feats = required_features(registry, [f.name for f in wanted])
+    feats = registry.with_inputs([f.name for f in wanted])
     vocab = vocab or Vocab.from_dataset(dataset)
     catalog = Catalog.from_dataset(dataset, vocab)
     sig = event_signals(dataset.events, catalog, dataset.videos, label_cfg)

@@ -1,4 +1,4 @@
-"""The Redis-backed :class:`~mlsd.features.online.OnlineStore`.
+"""The Redis-backed :class:`~mlsd.features.store.OnlineStore`.
 
 One Redis string per (entity, key): the record as little-endian float32 bytes, under
 ``<namespace>:<entity>:<layout fingerprint>:<id>`` (``<user_id>:<creator_id>`` for pairs).
@@ -27,12 +27,12 @@ from redis.retry import Retry
 from redis.utils import HIREDIS_AVAILABLE
 
 from mlsd.errors import FeatureStoreError, OnlineStoreUnavailable
-from mlsd.features.online import (
+from mlsd.features.store import (
     EntityLayout,
     KeyArray,
+    LayoutsMixin,
     Read,
     StoreStats,
-    _LayoutsMixin,
     normalize_keys,
 )
 
@@ -63,7 +63,7 @@ return {table.concat(flags), table.concat(parts)}
 """
 
 
-class RedisStore(_LayoutsMixin):
+class RedisStore(LayoutsMixin):
     """Online store in Redis (redis-py, pipelined, binary records, timeouts set).
 
     ``url`` is ``redis://host:port/db``; ``timeout_s`` bounds every socket connect, read and

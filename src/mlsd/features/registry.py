@@ -154,6 +154,21 @@ class FeatureRegistry:
             return self.matrix_features()
         return [self[n] for n in names]
 
+    def with_inputs(self, names: Sequence[str] | None) -> list[Feature]:
+        """The features ``names`` (None: every matrix feature) followed by the registered
+        features they read, transitively, each once; raises UnknownFeatureError for an
+        unregistered name."""
+        out = self.resolve(names)
+        seen = {f.name for f in out}
+        i = 0
+        while i < len(out):
+            for inp in out[i].inputs:
+                if inp in self and inp not in seen:
+                    seen.add(inp)
+                    out.append(self[inp])
+            i += 1
+        return out
+
     def matrix_features(self) -> list[Feature]:
         """The features that are columns of the training matrix, in registry order."""
         return [f for f in self if f.in_matrix]

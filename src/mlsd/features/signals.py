@@ -189,6 +189,18 @@ class Catalog:
         pos[self.video_id[pos] != ids] = -1
         return pos
 
+    def attributes(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw inputs of catalog-sourced video features at catalog ``rows`` (from
+        :meth:`rows`), float64 ``[len(rows)]`` each: ``duration_s``, ``upload_minute`` (NaN
+        unknown), ``is_explicit`` (0 unknown), ``topic`` (code, -1 unknown). Both feature paths
+        read them here, so that an unknown video gets the same values offline and online."""
+        return {
+            "duration_s": self.take("duration_s", rows, np.nan),
+            "is_explicit": self.take("is_explicit", rows, 0.0),
+            "topic": self.take("topic", rows, -1).astype(np.float64),
+            "upload_minute": self.take("upload_minute", rows, np.nan),
+        }
+
     def take(self, column: str, rows: np.ndarray, fill: float) -> np.ndarray:
         """``column`` at catalog ``rows`` (from :meth:`rows`), ``fill`` where the row is -1."""
         col = getattr(self, column)

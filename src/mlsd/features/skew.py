@@ -27,10 +27,11 @@ from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
 from mlsd.errors import DataError
 from mlsd.features.definitions import VIDEO_REC
+from mlsd.features.memory_store import MemoryStore
 from mlsd.features.offline import build_training_set
-from mlsd.features.online import MemoryStore, OnlineStore
 from mlsd.features.registry import FeatureRegistry
 from mlsd.features.signals import Catalog, Vocab, timestamps_ms
+from mlsd.features.store import OnlineStore
 from mlsd.features.stream import OnlineFeatures
 
 __all__ = ["FeatureSkew", "SkewReport", "sample_points", "skew_check"]
