@@ -2,23 +2,22 @@
 
 simulate ``small`` -> validate -> describe -> features (skew check) -> train retrieval and
 ranker -> evaluate against tuned baselines and backtest -> a report in
-``runs/<timestamp>/report.md`` and ``report.html`` -> a model bundle -> the HTTP service on
-loopback, a few requests, one user's recent history beside their recommendations with
-explanations -> stop (or keep serving with ``serve_forever``).
+``runs/<timestamp>/report.md`` and ``report.html`` (:mod:`.demo_report`) -> a model bundle ->
+the HTTP service on loopback, a few requests, one user's recent history beside their
+recommendations with explanations (:mod:`.demo_serve`) -> stop (or keep serving with
+``serve_forever``).
+
+Reproducible on one machine: the same seed gives the same ``figures.json`` metrics, however
+busy the machine; every native thread pool runs one thread (:mod:`.reproducible`), here and
+in the worker processes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import multiprocessing
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure as MplFigure
 
 from mlsd.config import LabelConfig, SimulationConfig
 from mlsd.data.dataset import Dataset
@@ -35,13 +33,23 @@ from mlsd.data.describe import describe_dataset
 from mlsd.data.labels import positives
 from mlsd.data.schema import validate
 from mlsd.data.simulate import simulate
-from mlsd.errors import MlsdError
-from mlsd.evaluation.report import Figure, Group, Report, Table, Text
-from mlsd.features import VIDEO_REC, skew_check
+from mlsd.features import skew_check
 from mlsd.pipeline import PipelineConfig, Recommender
 from mlsd.retrieval import PAD
 from mlsd.retrieval.base import rowwise_isin
+from mlsd.systems.video_recommendation.demo_report import DemoFacts, seven_step_report
+from mlsd.systems.video_recommendation.demo_serve import (
+    free_port,
+    serve_and_query,
+    start_server,
+    stop_server,
+)
 from mlsd.systems.video_recommendation.evaluate import EvaluationRun, evaluate_system
+from mlsd.systems.video_recommendation.reproducible import (
+    NATIVE_THREADS,
+    pin_worker_threads,
+    pinned_threads,
+)
 
 __all__ = ["DEMO_PIPELINE", "DemoResult", "run_demo"]
 
@@ -73,6 +81,9 @@ CANDIDATE_RECALL_USERS = 2000
 
 @dataclass
 class DemoResult:
+    """Where a run wrote its report, bundle and ``figures.json``; its figures (metric name ->
+    value), seconds per stage, and the service's response bodies (empty: not served)."""
+
     out_dir: Path
     report_md: Path
     report_html: Path
@@ -80,12 +91,6 @@ class DemoResult:
     figures: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     served: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _candidate_recall(
@@ -117,72 +122,6 @@ def _candidate_recall(
     return out
 
 
-def _importance_figure(rec: Recommender) -> Figure:
-    imp = rec.ranker_.feature_importance("watch")
-    top = sorted(imp.items(), key=lambda kv: -kv[1])[:15][::-1]
-    fig = MplFigure(figsize=(6.0, 4.2))
-    ax = fig.subplots()
-    total = sum(imp.values()) or 1.0
-    ax.barh([n for n, _ in top], [v / total for _, v in top])
-    ax.set_xlabel("share of total gain")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    return Figure(fig, "ranker_importance", "Ranker (watch objective): top features by gain")
-
-
-def _completion_figure(path: str | None) -> Figure | None:
-    if not path or not Path(path).exists():
-        return None
-    import matplotlib.image as mpimg
-
-    img = mpimg.imread(path)
-    fig = MplFigure(figsize=(6.0, 3.6))
-    ax = fig.subplots()
-    ax.imshow(img)
-    ax.axis("off")
-    return Figure(fig, "completion", "Watch completion (data describe)")
-
-
-def _start_server(
-    bundle: Path, port: int, log_path: Path, api_key: str, *, candidate_cache: bool
-) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, MLSD_API_KEY=api_key)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlsd.cli",
-        "serve",
-        "--model",
-        str(bundle),
-        "--port",
-        str(port),
-        "--event-log",
-        str(log_path),
-    ]
-    if not candidate_cache:
-        cmd.append("--no-candidate-cache")
-    with open(log_path.with_suffix(".server.log"), "wb") as err:  # the child keeps its own fd
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _wait_ready(
-    url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 180.0
-) -> None:
-    import httpx
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if proc.poll() is not None:
-            raise MlsdError(f"the service exited with status {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise MlsdError(f"the service was not ready after {timeout_s:.0f} s")
-
-
 def run_demo(
     out_root: str | Path = "runs",
     *,
@@ -198,25 +137,30 @@ def run_demo(
     """Run the demo (see the module docstring) and return where everything was written.
 
     Two spawned worker processes run the skew check and the backtest windows while this
-    process tunes and evaluates (every model trains on one thread: two cores stay busy)."""
+    process tunes and evaluates. Every process runs its native thread pools (BLAS, OpenMP,
+    torch, FAISS) on one thread (:mod:`.reproducible`), so that two cores stay busy without
+    oversubscription and the same ``seed`` gives the same metrics run after run."""
     # spawn, not fork: this process holds torch and OpenMP thread pools that fork would copy
-    pool = multiprocessing.get_context("spawn").Pool(2)
+    pool = multiprocessing.get_context("spawn").Pool(
+        2, initializer=pin_worker_threads, initargs=(NATIVE_THREADS,)
+    )
     for _ in range(2):  # the workers import the models while the data is simulated
         pool.apply_async(importlib.import_module, ("mlsd.systems.video_recommendation.evaluate",))
     ok = False
     try:
-        res = _run_demo(
-            out_root,
-            scale=scale,
-            seed=seed,
-            serve=serve,
-            serve_forever=serve_forever,
-            port=port,
-            backtest_windows=backtest_windows,
-            log=log,
-            console=console,
-            pool=pool,
-        )
+        with pinned_threads(NATIVE_THREADS):
+            res = _run_demo(
+                out_root,
+                scale=scale,
+                seed=seed,
+                serve=serve,
+                serve_forever=serve_forever,
+                port=port,
+                backtest_windows=backtest_windows,
+                log=log,
+                console=console,
+                pool=pool,
+            )
         ok = True
         return res
     finally:
@@ -271,7 +215,6 @@ def _run_demo(
     labels = LabelConfig()
     pos = positives(ds.events, ds.videos, labels)
     # --- Step 3b: features ------------------------------------------------------------------
-    t0 = time.perf_counter()
     skew_job = pool.apply_async(skew_check, (ds,), {"n_points": 150, "seed": seed})
     say("skew check: started in a worker process")
     # --- Steps 4-5: models and evaluation ---------------------------------------------------
@@ -314,11 +257,11 @@ def _run_demo(
     )
     lap("bundle", t0)
     # the service boots (imports, loads the bundle) while candidate recall is measured here
-    port = port or _free_port()
+    port = port or free_port()
     # retrieving every user's candidates ahead pays off for a service left running, not for
     # the demo's handful of requests
     proc = (
-        _start_server(
+        start_server(
             bundle, port, out / "events.jsonl", api_key="demo-key", candidate_cache=serve_forever
         )
         if serve
@@ -332,213 +275,39 @@ def _run_demo(
         serve_lines: list[str] = []
         if proc is not None:
             t0 = time.perf_counter()
-            served, serve_lines = _serve_and_query(
+            served, serve_lines = serve_and_query(
                 proc, rec, ds, port, out, keep=serve_forever, say=say, console=console
             )
             lap("serve", t0)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if proc is not None:
+            stop_server(proc)
     sec["total"] = time.perf_counter() - t_start
-
-    # --- the report, by the book's seven steps ----------------------------------------------
-    report = Report(f"mlsd demo: video recommendation on simulated '{scale}' (seed {seed})")
-    n_ev = ds.events.num_rows
-    report.add(
-        Group("1. Clarify requirements").add(
-            Text(
-                "Goal: more **valid watches** (the book's engagement objective) on a video "
-                "platform, with a p99 latency budget of 50 ms. The simulated platform has "
-                f"{ds.users.num_rows:,} users, {ds.videos.num_rows:,} videos and {n_ev:,} "
-                f"events over {desc.days:.0f} days "
-                "(impressions, plays with watch time, likes, shares, dislikes); some videos are "
-                "explicit and some users do not allow them; creators must not crowd a slate."
-            )
-        ),
-        Group("2. Frame the problem as an ML task").add(
-            Text(
-                f"Implicit positive = a play of at least {labels.min_watch_seconds:g} s (or "
-                f"{labels.min_completion:.0%} of a video shorter than "
-                f"{labels.short_video_seconds:g} s); "
-                f"explicit = a like. {pos.num_rows:,} positive (user, video) pairs. Two stages: "
-                "candidate generation (recall) then a pointwise ranker predicting "
-                "P(valid watch) and "
-                "P(like), combined with weights, then business rules."
-            )
-        ),
-        Group("3. Data preparation and feature engineering").add(
-            Text(
-                f"Validation: {'passed' if not vreport.problems else vreport.problems}. "
-                f"Valid-watch rate {desc.valid_watch_rate or 0:.1%} of plays, CTR "
-                f"{desc.ctr or 0:.1%}, like rate {desc.like_rate or 0:.1%}, sparsity "
-                f"{desc.sparsity:.4%}. {len(VIDEO_REC.matrix_features())} features from one "
-                f"registry. Skew check offline vs online at {skew.n_points} sampled requests: "
-                f"**{skew.mismatches} mismatches**."
-            ),
-            *([f] if (f := _completion_figure(desc.plot_path)) else []),
-        ),
-        Group("4. Model development").add(
-            Table(
-                ["source", f"recall@{rec.config.candidates}"],
-                [[k, v] for k, v in recall.items()],
-                "Candidate recall on the test users",
-                "Share of each test user's next-period positives among the candidates.",
-            ),
-            Table(
-                ["objective", "valid AUC", "valid log-loss", "valid ECE"],
-                [
-                    [o, m.get("valid_auc"), m.get("valid_logloss"), m.get("valid_ece")]
-                    for o, m in rec.ranker_.metrics_.items()
-                ],
-                "Ranker validation",
-            ),
-            Text(
-                f"Ranker rows: {rec.stats.counts.get('ranker_rows', 0):,} "
-                f"({rec.stats.counts.get('ranker_positives', 0):,} watch positives); training "
-                f"took {rec.stats.seconds.get('total', 0):.0f} s."
-            ),
-            _importance_figure(rec),
-        ),
-        Group("5. Offline evaluation").add(
-            *run.sections(),
-            Text(
-                f"The demo's pipeline uses a lighter configuration than the library default, "
-                f"to fit its time budget: `{json.dumps(DEMO_PIPELINE)}`. Each backtest window "
-                f"scores {DEMO_BACKTEST_USERS:,} sampled test users (the same ones for every "
-                "model); the holdout above scores all of them."
-            ),
-        ),
-        Group("6. Deployment and serving").add(
-            Text(
-                f"Bundle: `{bundle}` (manifest, LightGBM text, torch weights, FAISS index, "
-                "Parquet). "
-                + (
-                    "Served over HTTP on loopback:\n" + "\n".join(f"- {x}" for x in serve_lines)
-                    if serve_lines
-                    else "Not served in this run."
-                )
-            )
-        ),
-        Group("7. Monitoring").add(
-            Text(
-                "The service exports Prometheus metrics at `/metrics`: latency histograms per "
-                "stage, "
-                "fallbacks (degraded responses), errors and candidate counts. Drift monitoring and "
-                "retraining are the next blocks on the roadmap.\n"
-                + "\n".join(f"- {k}: {v:.1f} s" for k, v in sec.items())
-            )
-        ),
+    report = seven_step_report(
+        DemoFacts(
+            scale=scale,
+            seed=seed,
+            data=ds,
+            description=desc,
+            validation=vreport,
+            labels=labels,
+            n_positives=pos.num_rows,
+            skew=skew,
+            evaluation=run,
+            recommender=rec,
+            candidate_recall=recall,
+            bundle=bundle,
+            served=serve_lines,
+            seconds=sec,
+            pipeline_settings=DEMO_PIPELINE,
+            backtest_users=DEMO_BACKTEST_USERS,
+        )
     )
     paths = report.write(out)
     (out / "figures.json").write_text(
         json.dumps({"figures": figs, "seconds": sec, "candidate_recall": recall}, indent=2)
     )
     return DemoResult(out, paths["markdown"], paths["html"], bundle, figs, sec, served)
-
-
-def _serve_and_query(
-    proc: subprocess.Popen[bytes],
-    rec: Recommender,
-    ds: Dataset,
-    port: int,
-    out: Path,
-    *,
-    keep: bool,
-    say: Callable[[str], None],
-    console: Any,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    import httpx
-
-    url = f"http://127.0.0.1:{port}"
-    lines: list[str] = []
-    served: list[dict[str, Any]] = []
-    say(f"starting the service on {url} ...")
-    _wait_ready(url, proc, (out / "events.jsonl").with_suffix(".server.log"))
-    users = rec.history_.users()
-    lengths = rec.history_.lengths(users)
-    heavy = int(users[np.argmax(lengths)])
-    picks = [heavy, int(users[len(users) // 2]), 10**9]  # heavy, typical, unknown user
-    with httpx.Client(base_url=url, timeout=10.0) as client:
-        for u in picks:
-            t0 = time.perf_counter()
-            r = client.post(
-                "/v1/recommendations",
-                json={
-                    "user_id": u,
-                    "k": 10,
-                    "context": {"device": "mobile", "surface": "home"},
-                    "explain": u == heavy,
-                },
-            )
-            ms = (time.perf_counter() - t0) * 1000
-            body = r.json()
-            served.append(body)
-            lines.append(
-                f"user {u}: HTTP {r.status_code} in {ms:.1f} ms, {len(body.get('items', []))} "
-                f"items, degraded={body.get('degraded')}, cold_start={body.get('cold_start')}"
-            )
-    if console is not None:
-        _print_user(console, rec, ds, heavy, served[0])
-    if keep:
-        say(f"serving on {url} (Ctrl-C to stop)")
-        with contextlib.suppress(KeyboardInterrupt):
-            proc.wait()
-    return served, lines
-
-
-def _print_user(
-    console: Any, rec: Recommender, ds: Dataset, user: int, body: dict[str, Any]
-) -> None:
-    from rich.table import Table as RichTable
-
-    vids = ds.videos
-    vid = np.asarray(vids.column("video_id").to_numpy(zero_copy_only=False))
-    topic = np.asarray(vids.column("topic").to_numpy(zero_copy_only=False), dtype=object)
-    title = (
-        np.asarray(vids.column("title").to_numpy(zero_copy_only=False), dtype=object)
-        if "title" in vids.column_names
-        else np.full(len(vid), "", object)
-    )
-    order = np.argsort(vid)
-
-    def info(v: int) -> tuple[str, str]:
-        i = order[np.searchsorted(vid[order], v)]
-        return str(topic[i]), str(title[i])[:40]
-
-    hist = rec.history_of(user, 8)
-    t = RichTable(title=f"user {user}: recent valid watches")
-    t.add_column("video")
-    t.add_column("topic")
-    t.add_column("title")
-    for v in hist.tolist():
-        t.add_row(str(v), *info(v))
-    console.print(t)
-    t = RichTable(title=f"user {user}: recommendations (explained)")
-    for c in ("#", "video", "topic", "score", "source", "why"):
-        t.add_column(c)
-    for i, it in enumerate(body.get("items", [])[:10], 1):
-        expl = it.get("explanation") or {}
-        comp = expl.get("components") or {}
-        why = ", ".join(
-            f"{k}={v:.2f}" for k, v in comp.items() if k.startswith("p_") or k == "two_tower_score"
-        )
-        acts = expl.get("actions") or []
-        if acts:
-            why += "; " + "; ".join(acts)
-        flag = " (explore)" if it.get("exploration") else ""
-        t.add_row(
-            str(i),
-            str(it["video_id"]),
-            info(int(it["video_id"]))[0],
-            f"{it['score']:.3f}",
-            it.get("source", "") + flag,
-            why,
-        )
-    console.print(t)
 
 
 def cleanup(path: Path) -> None:  # pragma: no cover - convenience for scripts
