@@ -30,8 +30,8 @@ class RankingStage:
     """Features from ``registry`` (its matrix features, in order) then the retrieval features,
     scored by a :class:`~mlsd.ranking.GBDTRanker` configured by ``ranker``.
 
-    Learned: ``ranker_`` (a :class:`~mlsd.ranking.Ranker`), ``feature_names_`` (the registry's columns), ``online_`` (the
-    online features, after :meth:`materialize`).
+    Learned: ``ranker_`` (a :class:`~mlsd.ranking.Ranker`), ``feature_names_`` (the
+    registry's columns), ``online_`` (the online features, after :meth:`materialize`).
     """
 
     def __init__(self, registry: FeatureRegistry, ranker: RankerConfig | None = None) -> None:
@@ -81,14 +81,14 @@ class RankingStage:
         if is_valid.all() or not is_valid.any():
             is_valid = np.zeros(len(users), bool)
             is_valid[-max(1, len(users) // 10) :] = True
-        ranker: Ranker = GBDTRanker(weights, **self.config.kwargs(seed))
+        ranker = GBDTRanker(weights, **self.config.kwargs(seed))
         ranker.fit(
             x[~is_valid],
             {o: labels[o][~is_valid] for o in weights},
             names,
             valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
         )
-        self.ranker_ = ranker
+        self.ranker_: Ranker = ranker
         return ranker
 
     def materialize(

@@ -22,6 +22,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,11 +49,9 @@ _SMALL_CODE_LEAVES = 1_000_000
 
 @runtime_checkable
 class Ranker(Protocol):
-    """What the pipeline uses of a ranker: scores (user, item, context) feature rows as
+    """What the pipeline uses of a fitted ranker: scores (user, item, context) feature rows as
     calibrated probabilities per objective, combined by ``weights`` (higher is better).
 
-    ``fit`` learns one model per weighted objective from ``features`` (``float[n, f]``, columns
-    named ``feature_names``) and binary ``labels[objective]``; ``valid`` rows validate it.
     ``compile`` prepares it for serving (False: it predicts as it is). ``fingerprint`` digests
     what was learned, so that equal digests score alike. ``save`` writes formats that cannot
     run code on load.
@@ -61,17 +60,6 @@ class Ranker(Protocol):
     weights: dict[str, float]
     feature_names_: list[str]
     metrics_: dict[str, dict[str, float]]
-
-    def fit(
-        self,
-        features: np.ndarray,
-        labels: Mapping[str, np.ndarray],
-        feature_names: Sequence[str],
-        *,
-        valid: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
-    ) -> Ranker:
-        """Train; returns the ranker itself."""
-        ...
 
     def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """``features`` ``(n, f)`` in ``feature_names_`` order -> objective -> ``(n,)``."""
@@ -98,6 +86,7 @@ class Ranker(Protocol):
         ...
 
 
+@dataclass(eq=False)
 class GBDTRanker:
     """LightGBM per objective with explicit hyperparameters (scikit-learn style).
 
@@ -106,32 +95,21 @@ class GBDTRanker:
     ``metrics_`` (validation log-loss, AUC and ECE per objective).
     """
 
-    def __init__(
-        self,
-        weights: Mapping[str, float] | None = None,
-        *,
-        n_estimators: int = 400,
-        learning_rate: float = 0.05,
-        num_leaves: int = 63,
-        min_child_samples: int = 50,
-        feature_fraction: float = 0.9,
-        bagging_fraction: float = 0.8,
-        lambda_l2: float = 1.0,
-        early_stopping_rounds: int = 30,
-        num_threads: int = 0,
-        seed: int = 0,
-    ) -> None:
-        self.weights = dict(weights or {"watch": 1.0, "like": 0.5})
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.feature_fraction = feature_fraction
-        self.bagging_fraction = bagging_fraction
-        self.lambda_l2 = lambda_l2
-        self.early_stopping_rounds = early_stopping_rounds
-        self.num_threads = num_threads
-        self.seed = seed
+    weights: dict[str, float] = field(default_factory=lambda: {"watch": 1.0, "like": 0.5})
+    _: KW_ONLY
+    n_estimators: int = 400
+    learning_rate: float = 0.05
+    num_leaves: int = 63
+    min_child_samples: int = 50
+    feature_fraction: float = 0.9
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    early_stopping_rounds: int = 30
+    num_threads: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.weights = dict(self.weights)  # the ranker's own copy of a mapping given
 
     def _params(self) -> dict[str, Any]:
         return {

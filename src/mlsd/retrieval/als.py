@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,10 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from mlsd.config import LabelConfig
-from mlsd.data.dataset import Dataset
 from mlsd.errors import ConfigError, DataError
-from mlsd.retrieval._data import Catalog, fit_inputs
+from mlsd.retrieval._data import Catalog
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.fitting import FitData, SourceBase
 from mlsd.retrieval.history import History
 from mlsd.retrieval.index import EmbeddingIndex, IndexKind
 
@@ -44,7 +44,8 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-class ALSSource:
+@dataclass(kw_only=True, eq=False)
+class ALSSource(SourceBase):
     """Implicit-ALS candidates (see the module docstring); a ``CandidateSource``.
 
     Hyperparameters as :class:`mlsd.evaluation.ALS` (defaults: the values tuned on MovieLens
@@ -53,28 +54,17 @@ class ALSSource:
     order), ``catalog_``, ``index_``, ``history_``.
     """
 
-    def __init__(
-        self,
-        *,
-        factors: int = 128,
-        regularization: float = 30.0,
-        alpha: float = 5.0,
-        iterations: int = 15,
-        history_len: int = 200,
-        seed: int = 0,
-        index_kind: IndexKind = "flat",
-        name: str = "als",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.factors = factors
-        self.regularization = regularization
-        self.alpha = alpha
-        self.iterations = iterations
-        self.history_len = history_len
-        self.seed = seed
-        self.index_kind = index_kind
-        self.name = name
-        self.exclude_seen = exclude_seen
+    default_history_len = None  # fit without a history: exclude every watched video
+
+    factors: int = 128
+    regularization: float = 30.0
+    alpha: float = 5.0
+    iterations: int = 15
+    history_len: int = 200
+    seed: int = 0
+    index_kind: IndexKind = "flat"
+    name: str = "als"
+    exclude_seen: bool = True
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -83,12 +73,14 @@ class ALSSource:
                       "index_kind", "name", "exclude_seen")
         }  # fmt: skip
 
-    def _model(self) -> AlternatingLeastSquares:
+    def _check_params(self) -> None:
         if self.factors < 1 or self.iterations < 1 or self.alpha <= 0 or self.regularization < 0:
             raise ConfigError(
                 f"ALS factors={self.factors}, iterations={self.iterations}, alpha={self.alpha}, "
                 f"regularization={self.regularization}: expected >= 1, >= 1, > 0, >= 0"
             )
+
+    def _model(self) -> AlternatingLeastSquares:
         # implicit warns (an error under pytest) unless BLAS is single-threaded when it builds
         with threadpool_limits(1, "blas"):
             return AlternatingLeastSquares(
@@ -100,18 +92,9 @@ class ALSSource:
                 num_threads=1,
             )
 
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-    ) -> ALSSource:
-        """Learn item factors from the positives of ``data`` up to ``now_ms``."""
-        pos, catalog, _ = fit_inputs(data, videos, users, label_cfg, now_ms)
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Learn item factors from the positives (see :meth:`SourceBase.fit`)."""
+        pos, catalog = d.positives, d.catalog
         v = catalog.index(pos.video_ids)
         ok = v >= 0
         if ok.sum() < 2:
@@ -128,11 +111,8 @@ class ALSSource:
         self.catalog_ = catalog
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._model_ = model
-        self.history_ = history if history is not None else History.from_positives(
-            pos.to_table(), max_len=None, known_video_ids=catalog.video_ids
-        )  # fmt: skip
+        self.history_ = d.history
         self._build_index()
-        return self
 
     def _build_index(self) -> None:
         self.index_ = EmbeddingIndex(self.index_kind, seed=self.seed).build(
@@ -168,7 +148,7 @@ class ALSSource:
             return np.full((len(users), k), PAD, np.int64), np.full(
                 (len(users), k), -np.inf, np.float32
             )
-        seen = self.history_.recent(users)[0] if self.exclude_seen else None
+        seen = self._seen(users)
         extra = 0 if seen is None else seen.shape[1]
         ids, scores = self.index_.search(q, min(k + extra, len(self.catalog_)))
         ids[no_hist] = PAD

@@ -16,17 +16,17 @@ weight. Everything is vectorised (sorts and bincounts, no per-pair Python).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mlsd.config import LabelConfig
-from mlsd.data.dataset import Dataset
 from mlsd.errors import ConfigError, DataError
-from mlsd.retrieval._data import Catalog, fit_inputs
+from mlsd.retrieval._data import Catalog
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.fitting import FitData, SourceBase
 from mlsd.retrieval.history import History
 
 __all__ = ["CoVisitationSource"]
@@ -35,7 +35,8 @@ HOUR_MS = 3_600_000
 _FORMAT = 1
 
 
-class CoVisitationSource:
+@dataclass(kw_only=True, eq=False)
+class CoVisitationSource(SourceBase):
     """Candidates co-watched with the user's recent history (see the module docstring).
 
     Learned state: ``catalog_``; the neighbour lists in CSR form, ``indptr_``
@@ -44,38 +45,16 @@ class CoVisitationSource:
     ``unknown_history_ids_`` (running count of history ids outside the catalog, ignored).
     """
 
-    def __init__(
-        self,
-        *,
-        max_gap: int = 50,
-        window_hours: float = 24.0 * 28,
-        n_neighbors: int = 100,
-        popularity_exponent: float = 0.0,
-        history_len: int = 50,
-        recency_decay: float = 0.99,
-        name: str = "covisit",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.max_gap = max_gap
-        self.window_hours = window_hours
-        self.n_neighbors = n_neighbors
-        self.popularity_exponent = popularity_exponent
-        self.history_len = history_len
-        self.recency_decay = recency_decay
-        self.name = name
-        self.exclude_seen = exclude_seen
+    max_gap: int = 50
+    window_hours: float = 24.0 * 28
+    n_neighbors: int = 100
+    popularity_exponent: float = 0.0
+    history_len: int = 50
+    recency_decay: float = 0.99
+    name: str = "covisit"
+    exclude_seen: bool = True
 
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-    ) -> CoVisitationSource:
-        """Count co-visits in ``data`` (a Dataset or positives table)."""
+    def _check_params(self) -> None:
         if self.max_gap < 1 or self.n_neighbors < 1 or self.history_len < 1:
             raise ConfigError(
                 f"max_gap={self.max_gap}, n_neighbors={self.n_neighbors}, "
@@ -83,7 +62,10 @@ class CoVisitationSource:
             )
         if not 0 < self.recency_decay <= 1:
             raise ConfigError(f"recency_decay={self.recency_decay!r}: expected a value in (0, 1]")
-        pos, catalog, _ = fit_inputs(data, videos, label_cfg=label_cfg, now_ms=now_ms)
+
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Count co-visits in the positives (see :meth:`SourceBase.fit`)."""
+        pos, catalog = d.positives, d.catalog
         idx = catalog.index(pos.video_ids)
         ok = idx >= 0
         u, v, t = pos.user_ids[ok], idx[ok], pos.times_ms[ok]  # sorted by (user, time)
@@ -96,32 +78,27 @@ class CoVisitationSource:
             a, b = v[:-lag][same], v[lag:][same]
             src += [a, b]
             dst += [b, a]
-        s = np.concatenate(src) if src else np.zeros(0, np.int64)
-        d = np.concatenate(dst) if dst else np.zeros(0, np.int64)
-        keys, counts = np.unique(s * n + d, return_counts=True)
-        s, d = keys // n, keys % n
+        frm = np.concatenate(src) if src else np.zeros(0, np.int64)
+        to = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+        keys, counts = np.unique(frm * n + to, return_counts=True)
+        frm, to = keys // n, keys % n
         pop = np.bincount(v, minlength=n).astype(np.float64)
         a = self.popularity_exponent
-        w = counts / (np.maximum(pop[s], 1.0) ** a * np.maximum(pop[d], 1.0) ** a)
+        w = counts / (np.maximum(pop[frm], 1.0) ** a * np.maximum(pop[to], 1.0) ** a)
         # Heaviest n_neighbors per source video: sort by (source, -weight, neighbour).
-        order = np.lexsort((d, -w, s))
-        s, d, w = s[order], d[order], w[order]
-        starts = np.searchsorted(s, np.arange(n))
-        rank = np.arange(len(s)) - starts[s]
+        order = np.lexsort((to, -w, frm))
+        frm, to, w = frm[order], to[order], w[order]
+        starts = np.searchsorted(frm, np.arange(n))
+        rank = np.arange(len(frm)) - starts[frm]
         keep = rank < self.n_neighbors
         # CSR rows (source video -> neighbours, heaviest first): memory is proportional to the
         # pairs kept, not to n_videos * n_neighbors (1M videos x 100 would be 1.2 GB dense).
-        indptr = np.r_[0, np.cumsum(np.bincount(s[keep], minlength=n))].astype(np.int64)
-        nb, wt = d[keep].astype(np.int32), w[keep].astype(np.float32)
+        indptr = np.r_[0, np.cumsum(np.bincount(frm[keep], minlength=n))].astype(np.int64)
+        nb, wt = to[keep].astype(np.int32), w[keep].astype(np.float32)
         self.catalog_, self.indptr_, self.neighbors_, self.weights_ = catalog, indptr, nb, wt
         self.n_pairs_ = len(keys)
-        self.history_ = (
-            history
-            if history is not None
-            else History.from_positives(pos.to_table(), known_video_ids=catalog.video_ids)
-        )
+        self.history_ = d.history
         self.unknown_history_ids_ = 0
-        return self
 
     # -- persistence: the neighbour lists as .npy, parameters as JSON -------------------------
     def params(self) -> dict[str, Any]:
@@ -199,7 +176,7 @@ class CoVisitationSource:
         out_s = np.full((len(users), k), -np.inf, np.float32)
         for lo in range(0, len(users), 512):
             ub = users[lo : lo + 512]
-            seen = self.history_.recent(ub)[0] if self.exclude_seen else None
+            seen = self._seen(ub)
             extra = 0 if seen is None else seen.shape[1]
             items, scores = self._score(ub, k + extra)
             out_i[lo : lo + 512], out_s[lo : lo + 512] = exclude_and_take(items, scores, seen, k)

@@ -17,13 +17,13 @@ All exclude the user's already-watched videos (those in the ``History``) when
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from dataclasses import dataclass
+from typing import Any
 
-from mlsd.config import LabelConfig
-from mlsd.data.dataset import Dataset
+import numpy as np
+
 from mlsd.errors import ConfigError
-from mlsd.retrieval._data import Catalog, Positives, fit_inputs
+from mlsd.retrieval._data import Catalog
 from mlsd.retrieval._encode import creator_codes
 from mlsd.retrieval.base import (
     PAD,
@@ -33,7 +33,7 @@ from mlsd.retrieval.base import (
     exclude_and_take,
     top_k_rows,
 )
-from mlsd.retrieval.history import History
+from mlsd.retrieval.fitting import FitData, SourceBase
 
 __all__ = [
     "CreatorPopularSource",
@@ -68,12 +68,9 @@ def decayed_counts(
     return np.bincount(video_index[keep], weights=w, minlength=n_items)
 
 
-class _GlobalListSource:
+class _GlobalListSource(SourceBase):
     """A source whose ranking is the same list for everyone, minus each user's watched videos."""
 
-    name: str
-    exclude_seen: bool
-    history_: History
     catalog_: Catalog
     order_: np.ndarray  # catalog positions, best first
     scores_: np.ndarray  # float32, aligned with order_
@@ -87,7 +84,7 @@ class _GlobalListSource:
         self._check_fitted()
         k = check_k(k)
         users = as_user_ids(user_ids)
-        seen = self.history_.recent(users)[0] if self.exclude_seen else None
+        seen = self._seen(users)
         extra = 0 if seen is None else seen.shape[1]
         take = min(k + extra, len(self.order_))
         ids = self.catalog_.video_ids[self.order_[:take]]
@@ -96,6 +93,7 @@ class _GlobalListSource:
         return exclude_and_take(items, scores, seen, k)
 
 
+@dataclass(kw_only=True, eq=False)
 class PopularSource(_GlobalListSource):
     """Most watched videos as of ``now``, optionally windowed and time-decayed.
 
@@ -105,37 +103,19 @@ class PopularSource(_GlobalListSource):
     Learned state: ``order_``, ``scores_``, ``now_ms_``, ``catalog_``, ``history_``.
     """
 
-    def __init__(
-        self,
-        *,
-        half_life_days: float | None = None,
-        window_days: float | None = None,
-        name: str = "popular",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.half_life_days = half_life_days
-        self.window_days = window_days
-        self.name = name
-        self.exclude_seen = exclude_seen
+    half_life_days: float | None = None
+    window_days: float | None = None
+    name: str = "popular"
+    exclude_seen: bool = True
 
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-    ) -> PopularSource:
-        """Count positives of ``data`` (a Dataset or positives table) up to ``now_ms``
-        (default: the last positive's time). ``history`` (default: built from the positives)
-        is what requests read; share one History between sources."""
+    def _check_params(self) -> None:
         for v, what in ((self.half_life_days, "half_life_days"), (self.window_days, "window")):
             if v is not None and v <= 0:
                 raise ConfigError(f"{what}={v!r}: expected a positive number of days or None")
-        pos, catalog, _ = fit_inputs(data, videos, label_cfg=label_cfg, now_ms=now_ms)
-        now = int(pos.times_ms.max()) if now_ms is None and len(pos) else int(now_ms or 0)
+
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Count positives up to ``now_ms`` (see :meth:`SourceBase.fit`)."""
+        pos, catalog, now = d.positives, d.catalog, d.now_ms
         counts = decayed_counts(
             catalog.index(pos.video_ids),
             pos.times_ms,
@@ -150,38 +130,27 @@ class PopularSource(_GlobalListSource):
         self.catalog_, self.now_ms_ = catalog, now
         self.order_ = order.astype(np.int64)
         self.scores_ = counts[order].astype(np.float32)
-        self.history_ = history if history is not None else _history(pos, catalog)
-        return self
+        self.history_ = d.history
 
 
+@dataclass(kw_only=True, eq=False)
 class FreshSource(_GlobalListSource):
     """Videos uploaded in ``(now - max_age_days, now]``, newest first, whether or not anyone
     watched them yet (exploration). Score: ``-age_days`` (higher is fresher). Learned state as
     :class:`PopularSource`.
     """
 
-    def __init__(
-        self, *, max_age_days: float = 7.0, name: str = "fresh", exclude_seen: bool = True
-    ) -> None:
-        self.max_age_days = max_age_days
-        self.name = name
-        self.exclude_seen = exclude_seen
+    max_age_days: float = 7.0
+    name: str = "fresh"
+    exclude_seen: bool = True
 
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-    ) -> FreshSource:
-        """Select recent uploads of the catalog as of ``now_ms`` (default: last positive)."""
+    def _check_params(self) -> None:
         if self.max_age_days <= 0:
             raise ConfigError(f"max_age_days={self.max_age_days!r}: expected a positive number")
-        pos, catalog, _ = fit_inputs(data, videos, label_cfg=label_cfg, now_ms=now_ms)
-        now = int(pos.times_ms.max()) if now_ms is None and len(pos) else int(now_ms or 0)
+
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Select recent uploads of the catalog as of ``now_ms`` (see :meth:`SourceBase.fit`)."""
+        catalog, now = d.catalog, d.now_ms
         up = catalog.upload_ms
         known = up != np.iinfo(np.int64).min
         age_days = np.where(known, (now - up) / DAY_MS, np.inf)
@@ -190,8 +159,7 @@ class FreshSource(_GlobalListSource):
         self.catalog_, self.now_ms_ = catalog, now
         self.order_ = order.astype(np.int64)
         self.scores_ = (-age_days[order]).astype(np.float32)
-        self.history_ = history if history is not None else _history(pos, catalog)
-        return self
+        self.history_ = d.history
 
 
 def top_m_stable(w: np.ndarray, m: int) -> np.ndarray:
@@ -215,7 +183,7 @@ def top_m_stable(w: np.ndarray, m: int) -> np.ndarray:
     return np.take_along_axis(cols, order, axis=1)
 
 
-class _GroupPopular:
+class _GroupPopular(SourceBase):
     """Popular videos per group (topic, creator), mixed by the user's group shares.
 
     For user ``u`` and video ``v`` of group ``g``: ``score = log w_u(g) + log p(v | g)``, with
@@ -229,8 +197,6 @@ class _GroupPopular:
     """
 
     group: str = "topic"
-    name: str
-    exclude_seen: bool
     history_len: int
     prior_strength: float
     half_life_days: float | None
@@ -243,24 +209,16 @@ class _GroupPopular:
         codes, ids = creator_codes(catalog)
         return codes, len(ids) + 1
 
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-    ) -> _GroupPopular:
-        """Count positives of ``data`` up to ``now_ms`` per video and group."""
+    def _check_params(self) -> None:
         if self.history_len < 1 or self.prior_strength <= 0 or self.smoothing < 0:
             raise ConfigError(
                 f"history_len={self.history_len!r}, prior_strength={self.prior_strength!r}, "
                 f"smoothing={self.smoothing!r}: expected >= 1, > 0 and >= 0"
             )
-        pos, catalog, _ = fit_inputs(data, videos, label_cfg=label_cfg, now_ms=now_ms)
-        now = int(pos.times_ms.max()) if now_ms is None and len(pos) else int(now_ms or 0)
+
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Count positives up to ``now_ms`` per video and group (see :meth:`SourceBase.fit`)."""
+        pos, catalog, now = d.positives, d.catalog, d.now_ms
         counts = decayed_counts(
             catalog.index(pos.video_ids),
             pos.times_ms,
@@ -284,9 +242,8 @@ class _GroupPopular:
             self.logp_ = np.log(mass[order] / tot[group[order]]).astype(np.float32)
         self.group_of_ = group
         self.catalog_, self.now_ms_ = catalog, now
-        self.history_ = history if history is not None else _history(pos, catalog)
+        self.history_ = d.history
         self.unknown_history_ids_ = 0
-        return self
 
     def group_weights(self, user_ids: np.ndarray) -> np.ndarray:
         """``float64[n, groups]``: the smoothed group shares of each user's recent history."""
@@ -311,7 +268,7 @@ class _GroupPopular:
         size = np.diff(self.indptr_)
         for lo in range(0, len(users), 256):
             ub = users[lo : lo + 256]
-            seen = self.history_.recent(ub)[0] if self.exclude_seen else None
+            seen = self._seen(ub)
             want = k + (0 if seen is None else seen.shape[1])
             w = self.group_weights(ub)
             m = len(self.group_share_) if self.max_groups is None else self.max_groups
@@ -337,6 +294,7 @@ class _GroupPopular:
         return out_i, out_s
 
 
+@dataclass(kw_only=True, eq=False)
 class TopicPopularSource(_GroupPopular):
     """Popular per topic, mixed by the user's topic shares; the cold-start source (see
     :class:`_GroupPopular` for the score). Learned state: ``indptr_``/``members_``/``logp_``
@@ -345,26 +303,16 @@ class TopicPopularSource(_GroupPopular):
 
     group = "topic"
 
-    def __init__(
-        self,
-        *,
-        history_len: int = 50,
-        prior_strength: float = 2.0,
-        half_life_days: float | None = 14.0,
-        smoothing: float = 0.0,
-        max_groups: int | None = None,
-        name: str = "topic_popular",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.history_len = history_len
-        self.prior_strength = prior_strength
-        self.half_life_days = half_life_days
-        self.smoothing = smoothing
-        self.max_groups = max_groups
-        self.name = name
-        self.exclude_seen = exclude_seen
+    history_len: int = 50
+    prior_strength: float = 2.0
+    half_life_days: float | None = 14.0
+    smoothing: float = 0.0
+    max_groups: int | None = None
+    name: str = "topic_popular"
+    exclude_seen: bool = True
 
 
+@dataclass(kw_only=True, eq=False)
 class CreatorPopularSource(_GroupPopular):
     """Videos of the creators a user watches ("more from creators you like"), mixed by the
     user's creator shares; ``smoothing`` pseudo-counts let a creator's unwatched videos in.
@@ -373,25 +321,10 @@ class CreatorPopularSource(_GroupPopular):
 
     group = "creator"
 
-    def __init__(
-        self,
-        *,
-        history_len: int = 100,
-        prior_strength: float = 1.0,
-        half_life_days: float | None = 14.0,
-        smoothing: float = 1.0,
-        max_groups: int | None = 30,
-        name: str = "creator_popular",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.history_len = history_len
-        self.prior_strength = prior_strength
-        self.half_life_days = half_life_days
-        self.smoothing = smoothing
-        self.max_groups = max_groups
-        self.name = name
-        self.exclude_seen = exclude_seen
-
-
-def _history(pos: Positives, catalog: Catalog) -> History:
-    return History.from_positives(pos.to_table(), known_video_ids=catalog.video_ids)
+    history_len: int = 100
+    prior_strength: float = 1.0
+    half_life_days: float | None = 14.0
+    smoothing: float = 1.0
+    max_groups: int | None = 30
+    name: str = "creator_popular"
+    exclude_seen: bool = True

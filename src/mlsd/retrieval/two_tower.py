@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mlsd.config import LabelConfig
-from mlsd.data.dataset import Dataset
 from mlsd.data.fingerprint import fingerprint_arrays
 from mlsd.errors import ConfigError, DataError
-from mlsd.retrieval._data import Catalog, fit_inputs
+from mlsd.retrieval._data import Catalog
 from mlsd.retrieval._encode import (
     USER_FEATURES,
     UserFeatures,
@@ -45,6 +44,7 @@ from mlsd.retrieval._encode import (
     trailing_counts,
 )
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.fitting import FitData, SourceBase
 from mlsd.retrieval.history import History
 from mlsd.retrieval.index import EmbeddingIndex, IndexKind
 from mlsd.retrieval.two_tower_net import TwoTowerNet
@@ -73,7 +73,8 @@ class _Codes:
         self.upload_ms = np.r_[np.iinfo(np.int64).min, catalog.upload_ms].astype(np.int64)
 
 
-class TwoTowerSource:
+@dataclass(kw_only=True, eq=False)
+class TwoTowerSource(SourceBase):
     """Two-tower retrieval (see the module docstring); a :class:`CandidateSource`.
 
     Hyperparameters: embedding sizes (``dim`` output, ``id_dim``/``topic_dim``/``creator_dim``
@@ -101,55 +102,32 @@ class TwoTowerSource:
     #: ``fit(..., warm_start=True)`` continues training the fitted network (see :meth:`fit`)
     supports_warm_start = True
 
-    def __init__(
-        self,
-        *,
-        dim: int = 64,
-        id_dim: int = 8,
-        topic_dim: int = 32,
-        creator_dim: int = 32,
-        user_id_dim: int = 8,
-        hidden: int = 128,
-        history_len: int = 30,
-        popularity_window_days: float = 7.0,
-        n_user_buckets: int = 1 << 17,
-        temperature: float = 0.1,
-        logq_correction: bool = True,
-        epochs: int = 5,
-        batch_size: int = 512,
-        lr: float = 3e-3,
-        seed: int = 0,
-        num_threads: int | None = 1,
-        index_kind: IndexKind = "flat",
-        name: str = "two_tower",
-        exclude_seen: bool = True,
-    ) -> None:
-        self.dim = dim
-        self.id_dim = id_dim
-        self.topic_dim = topic_dim
-        self.creator_dim = creator_dim
-        self.user_id_dim = user_id_dim
-        self.hidden = hidden
-        self.history_len = history_len
-        self.popularity_window_days = popularity_window_days
-        self.n_user_buckets = n_user_buckets
-        self.temperature = temperature
-        self.logq_correction = logq_correction
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.seed = seed
-        self.num_threads = num_threads
-        self.index_kind = index_kind
-        self.name = name
-        self.exclude_seen = exclude_seen
+    dim: int = 64
+    id_dim: int = 8
+    topic_dim: int = 32
+    creator_dim: int = 32
+    user_id_dim: int = 8
+    hidden: int = 128
+    history_len: int = 30
+    popularity_window_days: float = 7.0
+    n_user_buckets: int = 1 << 17
+    temperature: float = 0.1
+    logq_correction: bool = True
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 3e-3
+    seed: int = 0
+    num_threads: int | None = 1
+    index_kind: IndexKind = "flat"
+    name: str = "two_tower"
+    exclude_seen: bool = True
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, by name."""
         names = inspect.signature(type(self).__init__).parameters
         return {k: getattr(self, k) for k in names if k != "self"}
 
-    def _validate(self) -> None:
+    def _check_params(self) -> None:
         if self.hidden < 0:
             raise ConfigError(f"hidden={self.hidden!r}: expected >= 0 (0: linear towers)")
         for k in ("dim", "id_dim", "topic_dim", "creator_dim", "history_len"):
@@ -172,19 +150,9 @@ class TwoTowerSource:
             )
 
     # -- training ---------------------------------------------------------------------------
-    def fit(
-        self,
-        data: Dataset | pa.Table,
-        *,
-        videos: pa.Table | None = None,
-        users: pa.Table | None = None,
-        now_ms: int | None = None,
-        history: History | None = None,
-        label_cfg: LabelConfig | None = None,
-        progress: Any = False,
-        warm_start: bool = False,
-    ) -> TwoTowerSource:
-        """Train on the positives of ``data`` up to ``now_ms``, then export video embeddings.
+    def _fit(self, d: FitData, **options: Any) -> None:
+        """Train on the positives up to ``now_ms``, then export video embeddings (the options
+        of :meth:`SourceBase.fit` here).
 
         ``progress``: True for a Rich progress bar per epoch, or a ``rich.progress.Progress``
         to add the epochs' tasks to. ``warm_start``: when already fitted on the same catalog,
@@ -193,8 +161,11 @@ class TwoTowerSource:
         newest logs; histories still come from every positive); otherwise train from scratch.
         Raises :class:`DataError` when there are fewer than two positives of known videos.
         """
-        self._validate()
-        pos, catalog, users_t = fit_inputs(data, videos, users, label_cfg, now_ms)
+        progress = options.pop("progress", False)
+        warm_start = bool(options.pop("warm_start", False))
+        if options:
+            raise TypeError(f"TwoTowerSource.fit: unexpected options {sorted(options)}")
+        pos, catalog, users_t = d.positives, d.catalog, d.users
         prev_now: int | None = None
         state: dict[str, Any] = vars(self)  # the previous fit's attributes, when fitted
         if warm_start and "net_" in state and len(state["catalog_"]) == len(catalog):
@@ -202,7 +173,7 @@ class TwoTowerSource:
         self.catalog_ = catalog
         self.user_features_ = UserFeatures.from_users(users_t)
         self._codes = _Codes(catalog)
-        self.now_ms_ = int(pos.times_ms.max()) if now_ms is None and len(pos) else int(now_ms or 0)
+        self.now_ms_ = d.now_ms
         v = catalog.index(pos.video_ids) + 1
         known = v > 0
         self.n_unknown_positives_ = int((~known).sum())
@@ -235,14 +206,9 @@ class TwoTowerSource:
                 n_user_buckets=self.n_user_buckets, seed=self.seed, progress=progress,
                 rows=None if prev_now is None else np.flatnonzero(t > prev_now),
             )  # fmt: skip
-        self.history_ = (
-            history
-            if history is not None
-            else History.from_positives(pos.to_table(), known_video_ids=catalog.video_ids)
-        )
+        self.history_ = d.history
         self.unknown_history_ids_ = 0
         self.export(self.now_ms_)
-        return self
 
     def _make_net(self) -> TwoTowerNet:
         return TwoTowerNet(
@@ -333,7 +299,7 @@ class TwoTowerSource:
         self._check()
         k = check_k(k)
         users = as_user_ids(user_ids)
-        seen = self.history_.recent(users)[0] if self.exclude_seen else None
+        seen = self._seen(users)
         extra = 0 if seen is None else seen.shape[1]
         ue = self.user_embeddings(users)
         ids, scores = self.index_.search(ue, k + extra)

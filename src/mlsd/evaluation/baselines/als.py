@@ -7,6 +7,8 @@ pairs have confidence 1 and preference 0. Scores are ``user_factors · item_fact
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
@@ -18,6 +20,7 @@ from mlsd.evaluation.baselines._base import BaseRecommender
 __all__ = ["ALS"]
 
 
+@dataclass(eq=False, repr=False)
 class ALS(BaseRecommender):
     """Implicit ALS with explicit hyperparameters.
 
@@ -30,21 +33,12 @@ class ALS(BaseRecommender):
     (``float32[n_users, factors]``) and ``item_factors_`` (``float32[n_items, factors]``).
     """
 
-    def __init__(
-        self,
-        factors: int = 64,
-        regularization: float = 0.05,
-        alpha: float = 1.0,
-        iterations: int = 15,
-        random_state: int = 0,
-        num_threads: int = 1,
-    ) -> None:
-        self.factors = factors
-        self.regularization = regularization
-        self.alpha = alpha
-        self.iterations = iterations
-        self.random_state = random_state
-        self.num_threads = num_threads
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 1.0
+    iterations: int = 15
+    random_state: int = 0
+    num_threads: int = 1
 
     def _check_params(self) -> None:
         for name in ("factors", "iterations", "num_threads"):
