@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from mlsd.errors import ConfigError
+from mlsd.errors import ConfigError, NotFittedError
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import RecommendationBatch
 from mlsd.reranking import DropWatched, RuleChain, Slate
@@ -46,8 +46,18 @@ def recommend_batch(
     time_ms: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> RecommendationBatch:
-    """Top-``k`` item ids and scores per user of ``p`` (see
-    :meth:`~mlsd.pipeline.TwoStage.recommend_batch`)."""
+    """Top-``k`` item ids and scores per user (the same stages as ``serve``; this is
+    :meth:`~mlsd.pipeline.TwoStage.recommend_batch`).
+
+    ``rules``: the offline chain (default) or the served one. ``exclude_seen=False`` runs
+    that chain without its drop-watched filter. ``time_ms``: the request time (default: the
+    end of the training log). ``progress(n_done)`` is called after each batch of users. Users
+    without history (unknown in training) get cold-start lists and are counted in
+    ``n_unknown_users_``. Raises :class:`~mlsd.errors.ConfigError` for ``k`` < 1 or larger
+    than the catalog, :class:`~mlsd.errors.NotFittedError` before ``fit``.
+    """
+    if not hasattr(p, "state"):
+        raise NotFittedError(f"{type(p).__name__} is not fitted; call fit() or load()")
     users = np.asarray(user_ids, dtype=np.int64)
     catalog = p.state.catalog
     k = check_k(k, len(catalog.item_ids))

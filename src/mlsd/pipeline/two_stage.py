@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +41,7 @@ from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
 from mlsd.pipeline.servable import ServingOptions
 from mlsd.pipeline.state import UserState, append_events
 from mlsd.pipeline.training import training_rows
-from mlsd.pipeline.types import RecommendationBatch, RequestCtx, Served, ServedItem, ServingStatus
+from mlsd.pipeline.types import RequestCtx, Served, ServedItem, ServingStatus
 from mlsd.pipeline.version import content_version, data_fingerprints
 from mlsd.ranking.config import RankerConfig
 from mlsd.ranking.gbdt import Ranker
@@ -240,29 +240,7 @@ class TwoStage:
         return self.cache.cache if hasattr(self, "cache") else None
 
     # ------------------------------------------------------------------------ inference --
-    def recommend_batch(
-        self,
-        user_ids: np.ndarray | Sequence[int],
-        k: int,
-        *,
-        exclude_seen: bool = True,
-        rules: Literal["offline", "served"] = "offline",
-        time_ms: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> RecommendationBatch:
-        """Top-``k`` item ids and scores per user (the same stages as :meth:`serve`).
-
-        ``rules``: the offline chain (default) or the served one. ``exclude_seen=False`` runs
-        that chain without its drop-watched filter. ``progress(n_done)`` is called after each
-        batch of users. Users without history (unknown in training) get cold-start lists and
-        are counted in ``n_unknown_users_``. Raises :class:`~mlsd.errors.ConfigError` for
-        ``k`` < 1 or larger than the catalog.
-        """
-        self._check()
-        return batch.recommend_batch(
-            self, user_ids, k, exclude_seen=exclude_seen, rules=rules, time_ms=time_ms,
-            progress=progress,
-        )  # fmt: skip
+    recommend_batch = batch.recommend_batch
 
     def recommend(self, user_ids: np.ndarray, k: int, exclude_seen: bool = True) -> np.ndarray:
         """The evaluation ``Model`` interface: ``int64[n, k]`` ids, padded with -1."""

@@ -41,6 +41,7 @@ __all__ = [
     "PopularSource",
     "TopicPopularSource",
     "decayed_counts",
+    "positive_counts",
 ]
 
 DAY_MS = 86_400_000
@@ -66,6 +67,21 @@ def decayed_counts(
     if half_life_days is not None:
         w = np.exp2(-age[keep] / half_life_days)
     return np.bincount(video_index[keep], weights=w, minlength=n_items)
+
+
+def positive_counts(
+    d: FitData, half_life_days: float | None, window_days: float | None = None
+) -> np.ndarray:
+    """:func:`decayed_counts` of the training positives as of ``d.now_ms``, per catalog video."""
+    pos = d.positives
+    return decayed_counts(
+        d.catalog.index(pos.video_ids),
+        pos.times_ms,
+        len(d.catalog),
+        d.now_ms,
+        half_life_days=half_life_days,
+        window_days=window_days,
+    )
 
 
 class _GlobalListSource(SourceBase):
@@ -115,15 +131,8 @@ class PopularSource(_GlobalListSource):
 
     def _fit(self, d: FitData, **options: Any) -> None:
         """Count positives up to ``now_ms`` (see :meth:`SourceBase.fit`)."""
-        pos, catalog, now = d.positives, d.catalog, d.now_ms
-        counts = decayed_counts(
-            catalog.index(pos.video_ids),
-            pos.times_ms,
-            len(catalog),
-            now,
-            half_life_days=self.half_life_days,
-            window_days=self.window_days,
-        )
+        catalog, now = d.catalog, d.now_ms
+        counts = positive_counts(d, self.half_life_days, self.window_days)
         counts[catalog.upload_ms > now] = 0.0
         order = np.lexsort((np.arange(len(counts)), -counts))
         order = order[counts[order] > 0]
@@ -218,14 +227,8 @@ class _GroupPopular(SourceBase):
 
     def _fit(self, d: FitData, **options: Any) -> None:
         """Count positives up to ``now_ms`` per video and group (see :meth:`SourceBase.fit`)."""
-        pos, catalog, now = d.positives, d.catalog, d.now_ms
-        counts = decayed_counts(
-            catalog.index(pos.video_ids),
-            pos.times_ms,
-            len(catalog),
-            now,
-            half_life_days=self.half_life_days,
-        )
+        catalog, now = d.catalog, d.now_ms
+        counts = positive_counts(d, self.half_life_days)
         live = catalog.upload_ms <= now
         counts[~live] = 0.0
         group, n_groups = self._group_codes(catalog)

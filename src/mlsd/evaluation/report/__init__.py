@@ -18,32 +18,8 @@ with ``matplotlib.figure.Figure`` (no pyplot), so no GUI backend or global state
 The HTML is self-contained and static (no scripts), for a headless browser to load.
 """
 
-from mlsd.evaluation.report.builders import (
-    backtest_plot,
-    backtest_sections,
-    backtest_table,
-    comparison_sections,
-    metric_bars,
-    metrics_table,
-    segment_table,
-    tuning_table,
-)
+from mlsd.evaluation.report import builders
+from mlsd.evaluation.report.builders import *  # noqa: F403 - the builders are public
 from mlsd.evaluation.report.sections import Assets, Figure, Group, Report, Section, Table, Text
 
-__all__ = [
-    "Assets",
-    "Figure",
-    "Group",
-    "Report",
-    "Section",
-    "Table",
-    "Text",
-    "backtest_plot",
-    "backtest_sections",
-    "backtest_table",
-    "comparison_sections",
-    "metric_bars",
-    "metrics_table",
-    "segment_table",
-    "tuning_table",
-]
+__all__ = ["Assets", "Figure", "Group", "Report", "Section", "Table", "Text", *builders.__all__]
