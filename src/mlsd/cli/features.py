@@ -54,13 +54,9 @@ def _dataset(path: Path | None, scale: str | None, seed: int) -> Dataset:
 
 def _store(redis_url: str | None, namespace: str) -> OnlineStore:
     """The Redis store at ``redis_url`` under ``namespace``; an in-memory one when it is None."""
-    from mlsd.features.online import MemoryStore
+    from mlsd.features import open_store
 
-    if redis_url is None:
-        return MemoryStore()
-    from mlsd.features.redis_store import RedisStore
-
-    return RedisStore(redis_url, namespace=namespace)
+    return open_store(redis_url, namespace=namespace)
 
 
 @features_app.command("list")

@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from fastapi import FastAPI
 
 from mlsd.errors import ConfigError, MlsdError
+from mlsd.features import open_store
 from mlsd.pipeline.servable import Servable, ServingOptions
 from mlsd.serving import prefork
 from mlsd.serving.app import create_app
@@ -44,9 +45,7 @@ def load_kwargs(online_store: str) -> dict[str, Any]:
     """Keyword arguments for the model loader: the online store, unless the embedded default."""
     if online_store == "memory":
         return {}
-    from mlsd.features.redis_store import RedisStore
-
-    return {"online_store": RedisStore(online_store)}
+    return {"online_store": open_store(online_store)}
 
 
 class _NoReloadAcrossWorkers:

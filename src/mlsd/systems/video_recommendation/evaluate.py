@@ -59,6 +59,7 @@ from mlsd.evaluation.report import (
     comparison_sections,
 )
 from mlsd.pipeline import PipelineConfig, Recommender
+from mlsd.systems.video_recommendation.reproducible import NATIVE_THREADS, pin_worker_threads
 
 __all__ = ["DEFAULT_GRIDS", "EvaluationRun", "evaluate_system"]
 
@@ -184,7 +185,11 @@ def evaluate_system(
     if backtest_windows and workers >= 2:
         # spawn, not fork: the parent holds torch and OpenMP thread pools that fork would copy.
         # The workers import the models while the baselines are tuned here.
-        own = multiprocessing.get_context("spawn").Pool(min(workers, backtest_windows))
+        own = multiprocessing.get_context("spawn").Pool(
+            min(workers, backtest_windows),
+            initializer=pin_worker_threads,  # results must not depend on the machine's cores
+            initargs=(NATIVE_THREADS,),
+        )
         for _ in range(min(workers, backtest_windows)):
             own.apply_async(importlib.import_module, (__name__,))
     ok = False
