@@ -3,9 +3,11 @@ build, and the sentences with figures in the story of each round (docs/benchmark
 
 from __future__ import annotations
 
+import json
 import re
+import statistics
 
-from _render import Doc, Results, measured_on, ms, plural, results_link, span
+from _render import Doc, Missing, Results, measured_on, ms, plural, results_link, span
 
 from mlsd.serving.loadtest import verdict
 
@@ -288,3 +290,48 @@ def serving_current(r: Results) -> str:
     if latest:
         rows[-1] += f" With the latest round of changes, {_round_summary(latest)}."
     return "\n".join(rows) + "\n\n" + measured_on(newest)
+
+
+def _redesign_runs(r: Results) -> list[Doc]:
+    runs = []
+    for p in sorted(r.dir.glob("redesign_serving_*.json")):
+        d = json.loads(p.read_text())
+        d["_file"] = p.name
+        runs.append(d)
+    if not runs:
+        raise Missing("redesign_serving")
+    return sorted(runs, key=lambda x: x["measured_at"])
+
+
+def serving_redesign(r: Results) -> str:
+    """The small demo bundles served before and after the stages redesign, alternating, in one
+    session: every run, then the medians of each side."""
+    runs = _redesign_runs(r)
+    rows = [
+        "| results file | code | bundle | p50 | p95 | p99 | max | server CPU a request | measured |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        lat = run["latency_ms"]
+        rows.append(
+            f"| {results_link(run['_file'])} | {run['git_rev']} | `{run['model']['version']}` | "
+            f"{ms(lat['p50'])} | {ms(lat['p95'])} | {ms(lat['p99'])} | {ms(lat['max'])} | "
+            f"{ms(_cpu_ms(run), 2)} | {run['measured_at'][11:16]} |"
+        )
+    sides: dict[str, list[Doc]] = {}
+    for run in runs:
+        sides.setdefault(run["git_rev"], []).append(run)
+    summary = []
+    for rev, rs in sides.items():
+        p99 = statistics.median(x["latency_ms"]["p99"] for x in rs)
+        cpu = statistics.median(c for x in rs if (c := _cpu_ms(x)) is not None)
+        summary.append(
+            f"{rev}: {plural(len(rs), 'run')}, median p99 {ms(p99)}, median server CPU a "
+            f"request {ms(cpu, 2)}"
+        )
+    load = runs[-1]["load"]
+    head = (
+        f"{_server(runs[-1])}; {load['rate_rps']:g} rps for {load['duration_s']:g} s after "
+        f"{load.get('warmup_s', 0):g} s of warm-up, k={load['k']}. " + "; ".join(summary) + "."
+    )
+    return head + "\n\n" + "\n".join(rows) + "\n\n" + measured_on(runs[-1])

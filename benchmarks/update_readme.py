@@ -50,9 +50,14 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "serving-round-latest": serving.serving_round_latest,
     "serving-drift": serving.serving_drift,
     "serving-startup": serving.serving_startup,
+    "serving-redesign": serving.serving_redesign,
 }
 # The benchmark script that writes a block's results, for the placeholder when they are missing.
-SCRIPTS = {"demo": "demo.py", "serving": "serving.py --model BUNDLE"}
+SCRIPTS = {
+    "demo": "demo.py",
+    "serving": "serving.py --model BUNDLE",
+    "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
+}
 
 
 def render(text: str, results: Results, where: str = "") -> str:
