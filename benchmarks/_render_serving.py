@@ -308,7 +308,8 @@ def serving_redesign(r: Results) -> str:
     session: every run, then the medians of each side."""
     runs = _redesign_runs(r)
     rows = [
-        "| results file | code | bundle | p50 | p95 | p99 | max | server CPU a request | measured |",
+        "| results file | code | bundle | p50 | p95 | p99 | max | server CPU a request "
+        "| measured |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
