@@ -20,6 +20,7 @@ The tree::
         OnlineStoreUnavailable          the online store did not answer in time
       BrowserError (RuntimeError)       headless Chromium could not start or load a page
         BrowserNotFoundError
+    RequestTooLarge                     control flow of the service's body-size limit (413)
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ class DataValidationError(DataError):
         if note:
             msg += f"\n({note})"
         super().__init__(msg)
+
+
+class RequestTooLarge(Exception):
+    """A request body streamed past the service's size limit: raised by the body-size
+    middleware's ``receive`` and caught by that middleware, which answers 413. Deliberately
+    not an :class:`MlsdError`: the app's handler of those (422) must not catch it on its way
+    out of a route that was reading the body."""
 
 
 class BrowserError(MlsdError, RuntimeError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlsd.errors import RequestTooLarge
 from mlsd.serving.metrics import ServingMetrics
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 1000-event batch is ~200 KB
@@ -50,11 +51,6 @@ class HttpMiddleware:
         raise NotImplementedError
 
 
-class _TooLarge(Exception):
-    """Control flow inside :class:`BodySizeLimit` only (never leaves it): the body streamed
-    past the limit."""
-
-
 class BodySizeLimit(HttpMiddleware):
     """Reject request bodies over ``max_bytes`` with 413, by their ``Content-Length`` or, when
     streamed without one, as soon as the bytes read pass the limit."""
@@ -81,12 +77,12 @@ class BodySizeLimit(HttpMiddleware):
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise RequestTooLarge(f"request body over {self.max_bytes} bytes")
             return msg
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
+        except RequestTooLarge:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
