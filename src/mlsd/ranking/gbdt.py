@@ -8,12 +8,10 @@ owners can trade watch time against explicit feedback without retraining.
 Models are saved in LightGBM's text format plus a JSON sidecar (no pickle: safe to load).
 
 Serving compiles the boosters to native code with lleaves (LLVM; Boehm, "lleaves: a compiler
-for LightGBM", 2021): on the 500-row batches of one request it predicts the same margins ~4x
-faster than LightGBM's interpreter (``large`` ranker, both objectives, 500 rows drawn around
-the split thresholds: 6.4 ms with LightGBM, 1.9 ms compiled with lleaves' default code model,
-1.5 ms with the small one used here; on real request rows, compiled: 1.2 and 0.75 ms),
-because each tree becomes straight-line branches instead of a walk over node arrays. The
-compiled code is built from the saved text at load time, never read from a file.
+for LightGBM", 2021): on the few hundred rows of one request it predicts the same margins
+several times faster than LightGBM's interpreter (docs/benchmarks.md), because each tree
+becomes straight-line branches instead of a walk over node arrays. The compiled code is built
+from the saved text at load time, never read from a file.
 """
 
 from __future__ import annotations
@@ -40,10 +38,10 @@ log = logging.getLogger(__name__)
 _COMPILE_TOLERANCE = 1e-9
 
 # Forests up to this many leaves (trees x leaves per tree) are compiled with LLVM's "small"
-# code model: 32-bit offsets, which nearly halve the predict time of the ``large`` ranker on
-# real request rows (67 trees, 500 rows: 0.60 -> 0.31-0.37 ms, tight loop). lleaves defaults
-# to "large" because "small" cannot address code over 2 GB (it would crash); this bound keeps
-# the generated code well under that (~100 bytes of code per leaf would still be 100 MB).
+# code model: 32-bit offsets, faster than the "large" default on request-sized batches
+# (docs/benchmarks.md, round 4). lleaves defaults to "large" because "small" cannot address
+# code over 2 GB (it would crash); this bound keeps the generated code well under that (~100
+# bytes of code per leaf would still be 100 MB).
 _SMALL_CODE_LEAVES = 1_000_000
 
 

@@ -1,19 +1,19 @@
 """Candidate cache: every known user's merged candidates, computed ahead in batch.
 
-Retrieval is most of a request's cost (eight sources, ~15 ms of CPU on the ``large`` catalog),
-yet its result is a function of the fitted sources and the user's retrieval history only: the
-popularity lists are fixed when the model is fitted, and the request's time, device and surface
-enter at the ranking stage. So the candidates of a user whose history has not changed since they
-were computed are still exact, and computing them for all users at once (batched ANN searches
-and array operations instead of one request's worth of small ones) costs a fraction of doing it
-per request. A user whose history changes (new events) is invalidated and served by the online
-path again; a user who is not in the cache (new, or history changed) costs what they did before.
+Retrieval is most of a request's cost (eight sources searching a large catalog), yet its result
+is a function of the fitted sources and the user's retrieval history only: the popularity lists
+are fixed when the model is fitted, and the request's time, device and surface enter at the
+ranking stage. So the candidates of a user whose history has not changed since they were
+computed are still exact, and computing them for all users at once (batched ANN searches and
+array operations instead of one request's worth of small ones) costs a fraction of doing it per
+request. A user whose history changes (new events) is invalidated and served by the online path
+again; a user who is not in the cache (new, or history changed) costs what they did before.
 
-Storage is compact (10 + 2 x sources bytes a candidate: 26 with eight sources, 2.4 GB for the
-``large`` log's 184k users x 500): catalog positions as int32, source codes as int8, per-source
-ranks as uint16 (0 = not proposed), the two-tower similarity as float32 (exact) and the number
-of proposing sources as uint8. Reading a user back gives the very arrays the online
-path would compute from the same batch, retrieval features included.
+Storage is compact (10 + 2 x sources bytes a candidate, 26 with eight sources): catalog
+positions as int32, source codes as int8, per-source ranks as uint16 (0 = not proposed), the
+two-tower similarity as float32 (exact) and the number of proposing sources as uint8. Reading a
+user back gives the very arrays the online path would compute from the same batch, retrieval
+features included.
 
 A cache can be saved to a directory (one ``.npy`` per array and a ``meta.json`` naming the
 model it belongs to) and loaded memory-mapped, so that a service restarted on the same model
@@ -154,7 +154,7 @@ class CandidateCache:
     @classmethod
     def load(cls, directory: str | Path, key: dict[str, Any]) -> CandidateCache:
         """The cache saved in ``directory``, memory-mapped read-only (rows can still be
-        invalidated), its pages read in once (~1 s a GB). Raises :class:`CacheMismatch` naming
+        invalidated), its pages read in once. Raises :class:`CacheMismatch` naming
         the difference when it was saved for another ``key`` or format, or when a file is
         missing or has the wrong shape."""
         d = Path(directory)

@@ -49,7 +49,8 @@ def reproducible(seed: int, num_threads: int | None) -> Iterator[None]:
 @contextmanager
 def inference_threads(num_threads: int | None) -> Iterator[None]:
     """Torch's thread count for an inference block (restored after). Inference draws no
-    random numbers (dropout off in eval mode), so no RNG fork: that costs ~1 ms a request."""
+    random numbers (dropout off in eval mode), so no RNG fork: it would add its cost to every
+    request."""
     prev = torch.get_num_threads()
     if num_threads is None or num_threads == prev:
         yield
