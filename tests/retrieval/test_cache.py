@@ -66,6 +66,25 @@ def test_keys_across_the_whole_int64_range_are_accepted() -> None:
         CandidateCache(keys[::-1].copy(), width=4, n_ranks=1)
 
 
+def test_a_cache_without_similarity_reads_back_its_own_layout(tmp_path: Path) -> None:
+    # a retrieval stage without a pair scorer has ranks and the source count only
+    users = np.array([3, 8, 20])
+    pos, src, f = _rows(3, 30, 4, 7)
+    f = np.delete(f, -2, axis=2)  # no similarity column
+    cache = CandidateCache(users, width=30, n_ranks=4, scored=False)
+    with pytest.raises(ConfigError, match="expected"):
+        cache.put(users, pos, src, _rows(3, 30, 4, 7)[2])  # the scored layout is refused
+    cache.put(users, pos, src, f)
+    assert cache.similarity.shape == (3, 0) and cache.n_features == 5
+    cache.save(tmp_path / "c", {"model_version": "m"})
+    back = CandidateCache.load(tmp_path / "c", {"model_version": "m"})
+    assert not back.scored
+    for i, u in enumerate(users.tolist()):
+        got = back.get(u)
+        assert got is not None
+        np.testing.assert_array_equal(got[2], f[i])  # NaN ranks compare equal
+
+
 def _filled(users: np.ndarray, w: int = 30, r: int = 4) -> CandidateCache:
     cache = CandidateCache(users, width=w, n_ranks=r)
     cache.put(users, *_rows(len(users), w, r, 1))

@@ -47,7 +47,6 @@ class CachedRetrieval:
         keyed = [s for s in retrieval.sources_ if isinstance(s, UserKeyed)]
         self._keyed: UserKeyed | None = keyed[0] if len(keyed) == 1 else None
         self._cold_ok = len(keyed) <= 1  # several keyed sources: no shared cold rows
-        self._has_score = retrieval.scorer_ is not None
 
     # --------------------------------------------------------------------------- reads --
     def candidates_of(self, user_id: int, n_cand: int, cold: bool = False) -> tuple[Any, ...]:
@@ -56,14 +55,14 @@ class CachedRetrieval:
         row) is in it, else retrieved now."""
         cache = self.cache
         if cache is not None and cache.width == n_cand:
-            key = self._cold_key(user_id) if cold else user_id
+            key = self.cold_key(user_id) if cold else user_id
             hit = cache.get(key) if key is not None else None
             if key is None:
                 cache.misses += 1
             if hit is not None:
                 pos, sources, rfeat = hit
                 items = np.where(pos >= 0, self.catalog.ids_at(np.maximum(pos, 0)), PAD)
-                return items, sources, rfeat if self._has_score else np.delete(rfeat, -2, 1)
+                return items, sources, rfeat
         cand = self.retrieval.retrieve(np.array([user_id], np.int64), n_cand)
         return cand.items[0], cand.sources[0], cand.features[0]
 
@@ -84,17 +83,14 @@ class CachedRetrieval:
             return np.ones(len(users), bool)
         return ~self._keyed.has_user_attributes(users)
 
-    def _cold_key(self, user_id: int) -> int | None:
-        """The cache key of a user without history; None for a user with attributes (their
-        candidates are their own) or when cold rows cannot be shared."""
+    def cold_key(self, user_id: int) -> int | None:
+        """The cache key a user without history is served from (see the module docstring);
+        None for a user with attributes (their candidates are their own) or when cold rows
+        cannot be shared."""
         u = np.array([user_id], np.int64)
         if not self._cold_ok or not self._without_attributes(u)[0]:
             return None
         return COLD_KEY_BASE + int(self.buckets(u)[1][0])
-
-    def cold_key(self, user_id: int) -> int | None:
-        """The cache key a user without history is served from (see the module docstring)."""
-        return self._cold_key(user_id)
 
     def _cold_representatives(self) -> tuple[np.ndarray, np.ndarray]:
         """(buckets, an id per bucket) of users without history or attributes, one per bucket
@@ -168,17 +164,15 @@ class CachedRetrieval:
             keys = np.concatenate([COLD_KEY_BASE + buckets, users])
             who = np.concatenate([reps, users])
         n_rank = len(self.retrieval.names_)
-        cache = CandidateCache(keys, candidates, n_rank)
+        scored = self.retrieval.scorer_ is not None
+        cache = CandidateCache(keys, candidates, n_rank, scored=scored)
         batches = [(keys[i : i + batch], who[i : i + batch]) for i in range(0, len(keys), batch)]
         done = 0
 
         def one(kb_ub: tuple[np.ndarray, np.ndarray]) -> int:
             kb, ub = kb_ub
             cand = self.retrieval.retrieve(ub, candidates)
-            feats = cand.features
-            if not self._has_score:  # the cache's layout has a similarity column
-                feats = np.insert(feats, -1, np.nan, axis=2)
-            cache.put(kb, self.catalog.index_of(cand.items), cand.sources, feats)
+            cache.put(kb, self.catalog.index_of(cand.items), cand.sources, cand.features)
             return len(ub)
 
         with ThreadPoolExecutor(max(threads, 1), thread_name_prefix="mlsd-precompute") as pool:

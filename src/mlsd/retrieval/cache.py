@@ -45,12 +45,12 @@ class CandidateCache:
     """Per-user candidate rows for ``users`` (sorted unique int64), ``width`` candidates each.
 
     Features are ``n_ranks`` source ranks (1-based, NaN when the source did not propose the
-    item), then one float similarity, then the count of proposing sources: the layout of the
-    recommender's retrieval features. ``put`` fills rows; ``get`` returns a user's arrays or
-    None (not cached, not filled, or invalidated).
+    item), then (``scored``) one float similarity, then the count of proposing sources: the
+    layout of a retrieval stage's features (:mod:`mlsd.pipeline.retrieval`). ``put`` fills
+    rows; ``get`` returns a user's arrays or None (not cached, not filled, or invalidated).
     """
 
-    def __init__(self, users: np.ndarray, width: int, n_ranks: int) -> None:
+    def __init__(self, users: np.ndarray, width: int, n_ranks: int, scored: bool = True) -> None:
         users = np.asarray(users, np.int64)
         # compared pairwise, not by np.diff: keys span the whole int64 range (cold-start rows
         # sit near -2**63), where a difference overflows
@@ -62,14 +62,20 @@ class CandidateCache:
         self.users = users
         self.width = int(width)
         self.n_ranks = int(n_ranks)
+        self.scored = bool(scored)
         self.items = np.full((n, width), -1, np.int32)  # catalog positions, -1 = padding
         self.sources = np.full((n, width), -1, np.int8)
         self.ranks = np.zeros((n, width, n_ranks), np.uint16)
-        self.similarity = np.full((n, width), np.nan, np.float32)
+        self.similarity = np.full((n, width if scored else 0), np.nan, np.float32)
         self.n_sources = np.zeros((n, width), np.uint8)
         self.valid = np.zeros(n, bool)
         self.hits = 0
         self.misses = 0
+
+    @property
+    def n_features(self) -> int:
+        """Features a candidate has: the ranks, the similarity when scored, the count."""
+        return self.n_ranks + int(self.scored) + 1
 
     @property
     def nbytes(self) -> int:
@@ -92,10 +98,10 @@ class CandidateCache:
         features: np.ndarray,
     ) -> None:
         """Store rows: ``positions`` ``int[n, width]`` catalog positions (-1 padding),
-        ``sources`` ``int8[n, width]``, ``features`` ``float32[n, width, n_ranks + 2]``.
+        ``sources`` ``int8[n, width]``, ``features`` ``float32[n, width, n_features]``.
         Users not in the cache are ignored. Raises ConfigError on a shape mismatch."""
         n = len(users)
-        want = (n, self.width, self.n_ranks + 2)
+        want = (n, self.width, self.n_features)
         if positions.shape != want[:2] or sources.shape != want[:2] or features.shape != want:
             raise ConfigError(
                 f"CandidateCache.put: shapes {positions.shape}, {sources.shape}, "
@@ -107,12 +113,13 @@ class CandidateCache:
         self.items[rows] = positions[sel]
         self.sources[rows] = sources[sel]
         self.ranks[rows] = np.where(np.isnan(r), _NO_RANK, r).astype(np.uint16)
-        self.similarity[rows] = features[sel, :, -2]
+        if self.scored:
+            self.similarity[rows] = features[sel, :, self.n_ranks]
         self.n_sources[rows] = features[sel, :, -1].astype(np.uint8)
         self.valid[rows] = True
 
     def get(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(positions int64[w], sources int8[w], features float32[w, n_ranks + 2])`` of a
+        """``(positions int64[w], sources int8[w], features float32[w, n_features])`` of a
         cached user, or None (counted as a miss)."""
         pos, found = self._rows(np.array([user], np.int64))
         row = int(pos[0])
@@ -120,10 +127,11 @@ class CandidateCache:
             self.misses += 1
             return None
         self.hits += 1
-        f = np.empty((self.width, self.n_ranks + 2), np.float32)
+        f = np.empty((self.width, self.n_features), np.float32)
         r = self.ranks[row]
         f[:, : self.n_ranks] = np.where(r == _NO_RANK, np.nan, r)
-        f[:, -2] = self.similarity[row]
+        if self.scored:
+            f[:, self.n_ranks] = self.similarity[row]
         f[:, -1] = self.n_sources[row]
         return self.items[row].astype(np.int64), self.sources[row].copy(), f
 
@@ -142,7 +150,13 @@ class CandidateCache:
                 np.save(f, getattr(self, name))
                 f.flush()
                 os.fsync(f.fileno())
-        meta = {"format": FORMAT, "key": key, "width": self.width, "n_ranks": self.n_ranks}
+        meta = {
+            "format": FORMAT,
+            "key": key,
+            "width": self.width,
+            "n_ranks": self.n_ranks,
+            "scored": self.scored,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
@@ -174,12 +188,13 @@ class CandidateCache:
         except (OSError, ValueError) as e:
             raise CacheMismatch(f"{d}: cannot read the arrays ({e})") from None
         width, n_ranks = int(meta["width"]), int(meta["n_ranks"])
+        scored = bool(meta.get("scored", True))  # caches saved before the flag were scored
         n = len(arrays["users"])
         want = {
             "items": ((n, width), np.int32),
             "sources": ((n, width), np.int8),
             "ranks": ((n, width, n_ranks), np.uint16),
-            "similarity": ((n, width), np.float32),
+            "similarity": ((n, width if scored else 0), np.float32),
             "n_sources": ((n, width), np.uint8),
         }
         for name, (shape, dtype) in want.items():
@@ -195,7 +210,7 @@ class CandidateCache:
                 np.bitwise_or.reduce(flat[lo : lo + (1 << 26) : 4096])
         cache = cls.__new__(cls)
         cache.users = np.array(arrays["users"], np.int64)  # small, searched every request
-        cache.width, cache.n_ranks = width, n_ranks
+        cache.width, cache.n_ranks, cache.scored = width, n_ranks, scored
         for name in _ARRAYS[1:]:  # plain views of the mapping: np.memmap slices cost more
             setattr(cache, name, arrays[name].view(np.ndarray))
         cache.valid = np.ones(n, bool)
