@@ -54,7 +54,7 @@ def train(
     chain are trained and saved with a manifest (version, data fingerprint, config, metrics).
     """
     from mlsd.pipeline import Recommender
-    from mlsd.serving.bundle import fingerprint_table, save_bundle
+    from mlsd.serving.bundle import save_bundle
 
     ds = load_events(events, videos, users, fmt)
     cfg = pipeline_config(config)
@@ -66,7 +66,7 @@ def train(
         rec,
         out,
         config=cfg.model_dump(mode="json"),
-        data_fingerprint=fingerprint_table(ds.events),
+        data_fingerprint=rec.data_fingerprints_["events"],  # hashed once, at fit
         metrics=metrics,
         overwrite=overwrite,
     )
