@@ -10,13 +10,13 @@ import pyarrow as pa
 from mlsd.data.dataset import Dataset
 from mlsd.features.signals import timestamps_ms
 from mlsd.pipeline.data import events_of, ids
+from mlsd.pipeline.labels import DAY_MS
 from mlsd.reranking import Catalog as RuleCatalog
 from mlsd.reranking import RuleContext
 from mlsd.retrieval import PAD, History
 
 __all__ = ["SEEN_EVENTS", "UserState", "append_events"]
 
-DAY_MS = 86_400_000
 #: event types after which an item counts as seen (never recommended again to that user)
 SEEN_EVENTS = ("play", "like", "rating", "share")
 EXPOSURE_DAYS = 7  # impressions counted in an item's recent exposure (exploration's input)

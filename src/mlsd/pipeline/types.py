@@ -12,6 +12,8 @@ from typing import Literal, get_args
 import numpy as np
 import pyarrow as pa
 
+from mlsd.retrieval.base import PAD
+
 __all__ = [
     "DEGRADED_KINDS",
     "DegradedKind",
@@ -21,8 +23,6 @@ __all__ = [
     "ServedItem",
     "ServingStatus",
 ]
-
-PAD = -1  # item id of padding slots (mlsd.retrieval.PAD)
 
 #: Why a response was degraded, as a bounded set (a metric label, an alert's key); the
 #: free-text reason (with times and error names) goes beside it in ``Served.degraded_reason``.
