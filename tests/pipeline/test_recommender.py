@@ -13,9 +13,10 @@ import pytest
 from mlsd.config import SimulationConfig
 from mlsd.data.dataset import Dataset
 from mlsd.data.simulate import simulate
-from mlsd.errors import ConfigError, DataError, OnlineStoreUnavailable
+from mlsd.errors import ConfigError, DataError, NotFittedError, OnlineStoreUnavailable
 from mlsd.pipeline import PipelineConfig, Recommender, RequestCtx
 from mlsd.pipeline.retrieval import RetrievalStage
+from mlsd.ranking.config import RankerConfig
 from mlsd.retrieval import PAD, History
 
 CFG = PipelineConfig(two_tower={"epochs": 2}, candidates=200)
@@ -418,3 +419,21 @@ def test_new_users_are_served_from_their_buckets_cold_start_rows(data: Dataset) 
         assert rec.cache.cold_key(int(u)) is None
     # the automatic choice: more buckets than users -> no cold-start rows
     assert len(Recommender(CFG).fit(data).precompute_candidates().users) == len(known)
+
+
+def test_stages_refuse_bad_assembly_and_use_before_fit(data: Dataset) -> None:
+    with pytest.raises(ConfigError, match="at least one candidate source"):
+        RetrievalStage([])
+    with pytest.raises(ConfigError, match="unique names"):
+        RetrievalStage([_Named("a"), _Named("a")])  # type: ignore[list-item]
+    sources = [_Named("a"), _Named("b")]
+    stage = RetrievalStage(sources, quotas={"a": 0.0})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="positive share"):
+        stage.restore(sources, History())  # type: ignore[arg-type]
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Recommender(CFG).recommend_batch(np.array([1]), 10)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Recommender(CFG).serve(1, 10, RequestCtx(0))
+    bad = CFG.model_copy(update={"ranker": RankerConfig(weights={"share": 1.0})})
+    with pytest.raises(ConfigError, match="unknown objective 'share'"):
+        Recommender(bad).fit(data)
