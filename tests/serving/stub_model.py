@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mlsd.errors import BundleError
 from mlsd.pipeline import RequestCtx, Served, ServedItem, ServingOptions, ServingStatus
 
 KIND = "stub"
@@ -26,7 +27,8 @@ KIND_TARGET = "tests.serving.stub_model:StubModel"
 
 class ReadOnlyServable:
     """The parts of a Servable that HTTP-layer test models do not exercise: no similar
-    videos, every video known, events ignored."""
+    videos, every video known, events ignored, no online state (snapshots are empty and
+    restore only into the same version)."""
 
     def similar(self, video_id: int, k: int) -> list[ServedItem]:
         return []
@@ -36,6 +38,26 @@ class ReadOnlyServable:
 
     def apply_events(self, events: pa.Table) -> None:
         pass
+
+    def online_snapshot(self) -> bytes:
+        return f"stub-online-state:{getattr(self, 'version', None)}".encode()
+
+    def restore_online(self, blob: bytes) -> None:
+        if blob != self.online_snapshot():
+            raise BundleError(f"online-state snapshot {blob[:40]!r}; this model is version "
+                              f"{getattr(self, 'version', None)!r}")  # fmt: skip
+
+    def rewrite_online_store(self) -> int:
+        return 0
+
+    def repopulate_online_store(self) -> int:
+        return 0
+
+    def online_store_problem(self) -> str | None:
+        return None
+
+    def user_state(self, user_id: int) -> dict[str, Any]:
+        return {"history": [], "seen": 0, "blocked_creators": [], "features": {}}
 
     def prepare(self, options: ServingOptions, say: Callable[[str], None]) -> None:
         pass

@@ -52,6 +52,15 @@ class MemoryStore(LayoutsMixin):
         self._pair_index: tuple[np.ndarray, np.ndarray] | None = None
         self._pair_new: dict[int, int] = {}
         self._pair_new_users: set[int] = set()
+        self._populated: str | None = None
+
+    def mark_populated(self, token: str) -> None:
+        """Record that every record has been written, by whom (``token``: a model version)."""
+        self._populated = str(token)
+
+    def populated(self) -> str | None:
+        """The token of the last :meth:`mark_populated`, None before one."""
+        return self._populated
 
     def define(self, layout: EntityLayout) -> None:
         old = self._layouts.get(layout.entity)

@@ -89,6 +89,9 @@ class RedisStore(LayoutsMixin):
         self.namespace = namespace
         self.ttl_s = ttl_s
         self.stats = StoreStats()
+        # serving sets it: every read then also reads the population marker (same round
+        # trip) and raises OnlineStoreUnavailable when it is gone (Redis came back empty)
+        self.require_populated = False
         self._layouts: dict[str, EntityLayout] = {}
         self._prefix: dict[str, bytes] = {}
         db = int(u.path.strip("/") or 0)
@@ -150,6 +153,35 @@ class RedisStore(LayoutsMixin):
                 lay = EntityLayout.from_json(raw)
                 self._remember(lay)
         return lay
+
+    # --- population marker ------------------------------------------------------------------
+
+    def _populated_key(self) -> str:
+        return f"{self.namespace}:populated"
+
+    def _check_marker(self, present: bool) -> None:
+        if not present:
+            raise OnlineStoreUnavailable(
+                f"redis at {self.host}:{self.port} holds no population marker "
+                f"({self._populated_key()}): emptied or restarted, not yet repopulated"
+            )
+
+    def mark_populated(self, token: str) -> None:
+        """Write ``<namespace>:populated`` = ``token`` (a model version), after every record:
+        a Redis that lost its data (restarted without persistence, flushed) has no marker, so
+        a reader can tell that the records must be written again."""
+        with self._guard("mark_populated"):
+            self._client.set(self._populated_key(), str(token).encode())
+
+    def populated(self) -> str | None:
+        """The token of the last :meth:`mark_populated` in this namespace, None when there is
+        none (never populated, or the data was lost); OnlineStoreUnavailable when Redis is
+        down."""
+        with self._guard("populated"):
+            raw = self._client.get(self._populated_key())
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     # --- records ---------------------------------------------------------------------------
 
@@ -237,10 +269,16 @@ class RedisStore(LayoutsMixin):
             ids.append((self._prefix[entity], self._suffixes(entity, k)))
             n_keys += len(k)
         flags, blob = np.zeros(0, bool), b""
+        marker = self._populated_key().encode() if self.require_populated else None
         if n_keys:
+            if marker is not None:  # one more key of the same round trip
+                ids = [*ids, (marker, [b""])]
+                n_keys += 1
             with self._guard("get"):
                 if HIREDIS_AVAILABLE:
                     vals = self._mget_plain(ids, n_keys)
+                    if marker is not None:
+                        self._check_marker(vals.pop() is not None)
                     missing = vals.count(None)
                     if missing:
                         flags = np.fromiter((v is not None for v in vals), bool, len(vals))
@@ -249,6 +287,9 @@ class RedisStore(LayoutsMixin):
                         flags = np.ones(len(vals), bool)
                         blob = b"".join(vals)
                 else:
+                    if marker is not None:  # without hiredis: a second round trip
+                        ids = ids[:-1]
+                        self._check_marker(bool(self._client.exists(marker)))
                     names = [p + i for p, suffixes in ids for i in suffixes]
                     present, blob = self._mget(keys=names, client=self._client)
                     flags = np.frombuffer(present, dtype=np.uint8) == ord("1")

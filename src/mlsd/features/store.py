@@ -156,8 +156,10 @@ class OnlineStore(Protocol):
     ``define`` declares an entity's record layout (before ``put``); ``put(entity, keys,
     values)`` writes whole records (``values``: ``[len(keys), layout.width]``); ``get``
     reads ``features`` for ``keys`` as float32 ``[len(keys), width]`` (unknown keys: defaults,
-    counted); ``get_many`` does several reads in one round trip. Errors: UnknownFeatureError
-    (unregistered feature), FeatureStoreError (bad keys or values),
+    counted); ``get_many`` does several reads in one round trip. ``mark_populated(token)``
+    records, after a full write of every record, who wrote them (a model version);
+    ``populated()`` reads it back (None: never, or the records were lost). Errors:
+    UnknownFeatureError (unregistered feature), FeatureStoreError (bad keys or values),
     OnlineStoreUnavailable (backend down or too slow; never a hang).
     """
 
@@ -172,6 +174,10 @@ class OnlineStore(Protocol):
     def get(self, entity: str, keys: KeyArray, features: Sequence[str]) -> np.ndarray: ...
 
     def get_many(self, reads: Sequence[Read]) -> list[np.ndarray]: ...
+
+    def mark_populated(self, token: str) -> None: ...
+
+    def populated(self) -> str | None: ...
 
     def close(self) -> None: ...
 

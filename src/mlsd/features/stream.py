@@ -6,7 +6,14 @@ events into per-entity state and rewrites the records of the entities they touch
 serving sees a user's watch within the same call (seconds, not a batch job later).
 ``advance_to(t)`` moves the clock: when an hour ends, events that leave a window are
 subtracted and the entities concerned rewritten (run it at least once per hour, e.g. from a
-timer; the skew check calls it before every read).
+timer; the skew check calls it before every read). The clock only ever moves to times it is
+given (event timestamps, ``advance_to``), never to the wall clock, and counted signal values
+are rounded to a fixed grid (:data:`SIGNAL_GRID`) so that window sums are exact: applying a
+time-ordered log gives the same state whatever batches it arrives in.
+
+:meth:`OnlineFeatures.state` and :meth:`~OnlineFeatures.load_state` export and replace the
+whole state as plain data (the model's online-state snapshots);
+:meth:`~OnlineFeatures.rewrite_store` writes every record again.
 
 The state per stored entity is :class:`~mlsd.features._window_state.EntityState` (hourly window
 sums, topic decay sums); its values are turned into features by the same ``Feature.compute``
@@ -20,12 +27,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
+from mlsd.errors import FeatureStoreError
 from mlsd.features._request_plan import RequestPlan
 from mlsd.features._window_state import EntityState, KeyIndex
 from mlsd.features.definitions import VIDEO_REC
@@ -34,7 +43,11 @@ from mlsd.features.registry import STORED_ENTITIES, Feature, FeatureRegistry
 from mlsd.features.signals import HOUR_MS, Catalog, Signals, Vocab, event_signals, timestamps_ms
 from mlsd.features.store import EntityLayout, OnlineStore, Read
 
-__all__ = ["OnlineFeatures", "UpdateStats", "materialize"]
+__all__ = ["SIGNAL_GRID", "OnlineFeatures", "UpdateStats", "materialize"]
+
+#: Counted signal values are rounded to multiples of ``1 / SIGNAL_GRID`` before they enter
+#: window sums (see ``update_from_events``); sums stay exact up to 2**29 per window.
+SIGNAL_GRID = float(2**24)
 
 
 @dataclass
@@ -133,11 +146,18 @@ class OnlineFeatures:
         if self.hour is None:
             self.hour = int(hours[0])
         per_entity = {}
+        user_rows = np.zeros(0, np.int64)
         for entity, st in self.states.items():
             ok, rows = self._rows(entity, sig)
             st.grow()
+            if entity == "user":
+                user_rows = rows
             if st.signals:
                 vals = np.stack([sig.values[s][ok] for s in st.signals], axis=1)
+                # On a grid of 2**-24 (finer than float32 keeps of a share in [0, 1]) window
+                # sums are exact in float64, so they do not depend on the order of additions
+                # and subtractions, i.e. on how the log was cut into batches.
+                vals = np.round(vals * SIGNAL_GRID) / SIGNAL_GRID
                 per_entity[entity] = (np.flatnonzero(ok), rows, vals)
         cuts = np.flatnonzero(np.diff(hours)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(hours)], strict=True):
@@ -150,8 +170,7 @@ class OnlineFeatures:
         user = self.states["user"]
         if any(f.inputs == ("topic_decay",) for f in self.registry.for_entity("user")):
             sel = (sig.values["valid"] > 0) & (sig.topic >= 0)
-            idx = user.keys.lookup(sig.user[sel])
-            user.add_topics(idx, sig.ts[sel], sig.topic[sel].astype(np.int64))
+            user.add_topics(user_rows[sel], sig.ts[sel], sig.topic[sel].astype(np.int64))
         if write:
             stats.written = self.flush()
         stats.seconds = time.perf_counter() - t0
@@ -202,6 +221,60 @@ class OnlineFeatures:
                 self.store.put(entity, keys, values)
             written[entity] = len(idx)
         return written
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything updates change, as plain data (dicts, ints, numpy arrays; copies): the
+        clock, each entity's keys and window state, and the id interning of pair keys.
+        Records not yet written (``update_from_events(write=False)``) are not part of it."""
+        return {
+            "hour": self.hour,
+            "states": {e: st.state() for e, st in self.states.items()},
+            "users": self._users.state(),
+            "creators": self._creators.state(),
+        }
+
+    def load_state(self, state: dict[str, Any], *, write: bool = True) -> int:
+        """Replace the state by ``state`` (from :meth:`state` of an updater with the same
+        registry and catalog). With ``write``, rewrite the store to match: every record of
+        the new state, and the layout defaults for keys only the replaced state had (a store
+        cannot delete; defaults read the same as no record). Returns the records written.
+        Raises FeatureStoreError when ``state`` does not fit."""
+        if set(state["states"]) != set(self.states):
+            raise FeatureStoreError(f"online state of entities {sorted(state['states'])}; "
+                                    f"expected {sorted(self.states)}")  # fmt: skip
+        old = {e: st.keys.ids.copy() for e, st in self.states.items()} if write else {}
+        try:
+            for e, st in self.states.items():
+                st.load_state(state["states"][e])
+            self._users.load_state(state["users"])
+            self._creators.load_state(state["creators"])
+        except ValueError as err:
+            raise FeatureStoreError(f"online state does not fit this model: {err}") from err
+        self.hour = None if state["hour"] is None else int(state["hour"])
+        if not write:
+            return 0
+        n = 0
+        for e, ids in old.items():
+            if e == "user_creator":
+                rows = self.states[e].keys.lookup(self._pair_keys(ids[:, 0], ids[:, 1], False))
+            else:
+                ids = ids[:, 0]
+                rows = self.states[e].keys.lookup(ids)
+            gone = ids[rows < 0]
+            if len(gone):
+                lay = self.layouts[e]
+                self.store.put(e, gone, np.tile(lay.defaults, (len(gone), 1)))
+                n += len(gone)
+        return n + sum(self.rewrite_store().values())
+
+    def rewrite_store(self) -> dict[str, int]:
+        """Define every layout and write every known key's record again (a store that lost
+        its data: an emptied Redis lost the layouts too). Returns the records per entity."""
+        for lay in self.layouts.values():
+            self.store.define(lay)
+        return self.flush(everything=True)
 
     # --- serving --------------------------------------------------------------------------
 
@@ -282,11 +355,14 @@ def materialize(
     registry: FeatureRegistry = VIDEO_REC,
     vocab: Vocab | None = None,
     label_cfg: LabelConfig | None = None,
+    token: str | None = None,
 ) -> OnlineFeatures:
     """Build online state from ``dataset``'s events before ``at_ms`` (default: all) and write
     every entity's latest values (every catalog video, every user, creator and pair seen) into
     ``store`` (default: a new :class:`MemoryStore`). Returns the updater, ready for
-    ``update_from_events``.
+    ``update_from_events``. ``token`` (e.g. the model version): written last as the store's
+    population marker (``store.mark_populated``), so that a reader can tell a store that holds
+    every record from one that lost them (an empty Redis has no marker).
     """
     store = store if store is not None else MemoryStore()
     catalog = Catalog.from_dataset(dataset, vocab)
@@ -302,4 +378,6 @@ def materialize(
     if at_ms is not None:
         online.advance_to(at_ms, write=False)
     online.flush(everything=True)
+    if token is not None:
+        store.mark_populated(token)
     return online

@@ -148,6 +148,7 @@ def restore(p: TwoStage, directory: str | Path, meta: dict[str, Any]) -> None:
     else:  # the old version hashed the config, the last time and the row count: not content
         p.data_fingerprints_ = data_fingerprints(ds)
         p.version = p.content_version()
+    p.mark_populated()  # init_serving wrote every record before the version was known
     # Loading leaves its intermediates in reference cycles that only a full collection frees
     # (several GB on the `large` bundle), held until Python's next generation-2 pass otherwise.
     gc.collect()

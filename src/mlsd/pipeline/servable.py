@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -55,6 +55,36 @@ class Servable(Protocol):
 
     def apply_events(self, events: pa.Table) -> None:
         """Apply validated new events to the online state (history, features)."""
+        ...
+
+    def online_snapshot(self) -> bytes:
+        """Everything ``apply_events`` changed, as bytes for :meth:`restore_online`."""
+        ...
+
+    def restore_online(self, blob: bytes) -> None:
+        """Replace the online state by a snapshot of this model version (and rewrite the
+        online store to match); raises :class:`~mlsd.errors.BundleError` for a snapshot of
+        another version or bytes that are no snapshot."""
+        ...
+
+    def rewrite_online_store(self) -> int:
+        """Write every online-store record from the in-process state (a store that lost its
+        data); returns the records written."""
+        ...
+
+    def online_store_problem(self) -> str | None:
+        """Why the online store does not hold this model's records (e.g. a Redis that came
+        back empty), None when it does."""
+        ...
+
+    def repopulate_online_store(self) -> int:
+        """:meth:`rewrite_online_store` from the thread that applies events, without blocking
+        requests (they degrade until the store is whole again); returns the records written."""
+        ...
+
+    def user_state(self, user_id: int) -> dict[str, Any]:
+        """One user's online state, JSON-ready (``history``, ``seen``, ``blocked_creators``,
+        ``features``)."""
         ...
 
     def prepare(self, options: ServingOptions, say: Callable[[str], None]) -> None:

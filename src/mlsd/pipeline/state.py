@@ -22,8 +22,13 @@ SEEN_EVENTS = ("play", "like", "rating", "share")
 EXPOSURE_DAYS = 7  # impressions counted in an item's recent exposure (exploration's input)
 
 
-def append_events(history: History, table: pa.Table) -> None:
-    """Append the (user, video, time) rows of ``table`` to ``history``, in time order."""
+def append_events(history: History, table: pa.Table, *, new_pairs_only: bool = False) -> None:
+    """Append the (user, video, time) rows of ``table`` to ``history``, in time order.
+
+    ``new_pairs_only``: skip the items a user's history already holds, so that a history
+    built from a log's first positive per (user, video) pair (``positives(first_only=True)``)
+    stays one, whichever batches the log arrives in (``table`` itself must hold each pair
+    once)."""
     if table.num_rows == 0:
         return
     u, v = ids(table, "user_id"), ids(table, "video_id")
@@ -32,7 +37,14 @@ def append_events(history: History, table: pa.Table) -> None:
     u, v, t = u[order], v[order], t[order]
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
     for s, e in zip(starts.tolist(), np.r_[starts[1:], len(u)].tolist(), strict=True):
-        history.append(int(u[s]), v[s:e].tolist(), t[s:e].tolist())
+        uv, ut = v[s:e], t[s:e]
+        if new_pairs_only:
+            have = history.recent(u[s : s + 1])[0][0]
+            if len(have):  # a set, not np.isin: a few items each, np.isin's overhead dominates
+                held = set(have.tolist())
+                fresh = np.fromiter((x not in held for x in uv.tolist()), bool, len(uv))
+                uv, ut = uv[fresh], ut[fresh]
+        history.append(int(u[s]), uv.tolist(), ut.tolist())
 
 
 class UserState:

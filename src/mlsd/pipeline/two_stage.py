@@ -11,11 +11,14 @@ whole log for serving and the online features are materialized.
 
 Serving (:meth:`TwoStage.serve`, :mod:`.online`) and batch recommendation (:mod:`.batch`) run
 the same stages. Reads and writes (:meth:`TwoStage.apply_events`) are serialised by one
-readers-writer lock, so the object is thread-safe.
+readers-writer lock, so the object is thread-safe. The online state that events change can be
+snapshot and restored (:mod:`.snapshot`), written again to an online store that lost it, and
+inspected per user (:meth:`TwoStage.user_state`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from mlsd.data.labels import positives as label_positives
 from mlsd.errors import CacheMismatch, DataError, NotFittedError
 from mlsd.features import FeatureRegistry, MemoryStore, OnlineStore
 from mlsd.features.signals import timestamps_ms
-from mlsd.pipeline import batch, online
+from mlsd.pipeline import batch, online, snapshot
 from mlsd.pipeline.cache import CachedRetrieval
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
@@ -39,6 +42,7 @@ from mlsd.pipeline.labels import label_split
 from mlsd.pipeline.ranking import RankingStage
 from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
 from mlsd.pipeline.servable import ServingOptions
+from mlsd.pipeline.snapshot import TouchedUsers
 from mlsd.pipeline.state import UserState, append_events
 from mlsd.pipeline.training import training_rows
 from mlsd.pipeline.types import RequestCtx, Served, ServedItem, ServingStatus
@@ -111,6 +115,7 @@ class TwoStage:
         self.stats = Stats()
         self.n_unknown_users_ = 0
         self.ranker_compiled_ = False  # see prepare
+        self.touched_users_ = TouchedUsers()  # users apply_events changed (see snapshot)
 
     # ------------------------------------------------------------------------- training --
     def fit(self, data: Dataset | Any) -> TwoStage:
@@ -179,6 +184,7 @@ class TwoStage:
         self.init_serving(ds)
         self.data_fingerprints_ = data_fingerprints(ds)
         self.version = self.content_version()
+        self.mark_populated()
         sec["total"] = time.perf_counter() - t_all
         return self
 
@@ -188,6 +194,7 @@ class TwoStage:
         t0 = time.perf_counter()
         store = self.online_store if self.online_store is not None else MemoryStore()
         self.ranking.materialize(ds, store, at_ms=self.now_ms_, label=self.config.label)
+        self.mark_populated()
         self.stats.seconds["materialize"] = time.perf_counter() - t0
         self.state = UserState(ds, self.now_ms_)
         self.cache = CachedRetrieval(self.retrieval, self.state.catalog)
@@ -199,6 +206,12 @@ class TwoStage:
             self.popular_ids_ = self.state.catalog.item_ids[: self.config.candidates]
         self.n_unknown_users_ = 0
         self.ranker_compiled_ = False  # a new ranker: see prepare
+        self.touched_users_ = TouchedUsers()
+
+    def mark_populated(self) -> None:
+        """Mark the online store as holding every record of this version (once known)."""
+        if self.version != "unfitted":
+            self.ranking.online_.store.mark_populated(self.version)
 
     def content_version(self) -> str:
         """The version of the fitted pipeline (see :mod:`.version`)."""
@@ -274,24 +287,89 @@ class TwoStage:
 
     def apply_events(self, events: pa.Table) -> None:
         """Apply new events (mlsd events schema): online features, the retrieval history
-        (valid watches and likes), the seen set and blocked creators; the candidate cache
-        forgets their users. Unknown items are ignored by each part and counted there."""
+        (valid watches and likes: a (user, video) pair once, at its first positive), the seen
+        set and blocked creators; the candidate cache forgets their users. Unknown items are
+        ignored by each part and counted there.
+
+        The result is a function of the events alone, whatever batches they come in, when
+        their timestamps do not decrease from batch to batch (the order of a log); it never
+        reads the wall clock (the feature clock is the events' hour)."""
         self._check()
         if events.num_rows == 0:
             return
         with self.lock.write():
-            self.cache.invalidate(ids(events, "user_id"))
+            users = ids(events, "user_id")
+            self.cache.invalidate(users)
+            self.touched_users_.add(users)
             self.ranking.online_.update_from_events(events)
             pos = label_positives(
                 events, self.dataset_.videos, self.config.label, include_likes=True
             )
-            append_events(self.retrieval.history_, pos)
+            append_events(self.retrieval.history_, pos, new_pairs_only=True)
             self.state.apply(events)
 
     def history_of(self, user_id: int, n: int = 10) -> np.ndarray:
         """The user's most recent positive item ids, newest first."""
         items = self.retrieval.history_.recent(np.array([user_id], np.int64), n)[0][0]
         return items[items != PAD]
+
+    # ----------------------------------------------------------------- online state --
+    def online_snapshot(self) -> bytes:
+        """Everything :meth:`apply_events` changed, as bytes (see :mod:`.snapshot`): taken
+        under the read lock, so requests go on while it is written."""
+        self._check()
+        with self.lock.read():
+            return snapshot.dump(self)
+
+    def restore_online(self, blob: bytes) -> None:
+        """Replace the online state by a snapshot of this model version (from
+        :meth:`online_snapshot`), under the write lock: the online store is rewritten to hold
+        what applying the same events would have written, and the candidate cache forgets
+        every user with online events. Raises :class:`~mlsd.errors.BundleError` for another
+        version (naming both), another snapshot format, or bytes that are no snapshot."""
+        self._check()
+        payload = snapshot.load(blob, self.version)
+        with self.lock.write():
+            snapshot.restore(self, payload)
+            self.mark_populated()
+
+    def rewrite_online_store(self) -> int:
+        """Write every stored entity's record from the in-process state to the online store
+        (e.g. to a Redis that came back empty), then its population marker (this version).
+        Returns the records written; OnlineStoreUnavailable when the store is down."""
+        self._check()
+        with self.lock.write():  # serialised with apply_events, which writes records too
+            n = sum(self.ranking.online_.rewrite_store().values())
+            self.mark_populated()
+        return n
+
+    def user_state(self, user_id: int) -> dict[str, Any]:
+        """One user's online state, JSON-ready: ``history`` (positive video ids, newest first,
+        up to 50), ``seen`` (distinct items seen), ``blocked_creators`` (sorted),
+        ``features`` (the user's record in the online store: a float per feature, a list for
+        vector features, NaN as None; the defaults for an unknown user). Raises
+        OnlineStoreUnavailable when the store is down."""
+        self._check()
+        u = int(user_id)
+        online = self.ranking.online_
+        lay = online.layouts["user"]
+        with self.lock.read():
+            history = self.history_of(u, 50)
+            seen = len(np.unique(self.state.watched(u)))
+            blocked = sorted(self.state.blocked.get(u, ()))
+            record = online.store.get("user", np.array([u], np.int64), lay.features)[0]
+        features: dict[str, Any] = {}
+        lo = 0
+        for name, width in zip(lay.features, lay.widths, strict=True):
+            vals = [None if math.isnan(x) else x for x in record[lo : lo + width].tolist()]
+            lo += width
+            features[name] = vals[0] if self.ranking.registry[name].width == 1 else vals
+        return {
+            "history": [int(v) for v in history.tolist()],
+            "seen": seen,
+            "blocked_creators": [int(c) for c in blocked],
+            "features": features,
+        }
 
     # -------------------------------------------------------------- candidate cache --
     def candidate_cache_key(self) -> dict[str, Any]:
