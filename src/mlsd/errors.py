@@ -154,3 +154,11 @@ class OnlineStoreUnavailable(FeatureStoreError):
 
     Raised instead of hanging; serving catches it and degrades gracefully.
     """
+
+
+class LogUnavailable(MlsdError):
+    """The event log's storage failed (disk error, Redis down or too slow).
+
+    Nothing of the call that raised it was acknowledged; the caller may retry it as a whole
+    (records already stored are then reported as duplicates, not stored twice).
+    """

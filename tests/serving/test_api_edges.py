@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from mlsd.errors import DataError
 from mlsd.pipeline import RequestCtx, Served, ServedItem
 from mlsd.serving.app import API_KEY_HEADER, create_app
-from mlsd.serving.eventlog import EventLog, read_events
+from mlsd.serving.eventlog import read_events
+from mlsd.serving.ingest import FileEventLog
 from mlsd.serving.schemas import SimilarResponse
 from tests.serving.stub_model import ReadOnlyServable
 
@@ -55,7 +56,7 @@ def client(tmp_path: Path) -> TestClient:
     app = create_app(
         TinyModel(),
         loader=_loader,
-        event_log=EventLog(tmp_path / "ev.jsonl"),
+        events=FileEventLog(tmp_path / "ev.jsonl"),
         api_key=KEY,
         max_body_bytes=50_000,
     )
@@ -111,10 +112,12 @@ def test_events_need_a_key(client: TestClient) -> None:
     assert client.post("/v1/events", json=ev).status_code == 401
     assert client.post("/v1/events", json=ev, headers={API_KEY_HEADER: "nope"}).status_code == 403
     r = client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY})
-    assert r.status_code == 200 and r.json() == {"accepted": 1, "applied": True}
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "stored": 1, "duplicates": 0}
 
 
-def test_events_are_logged_durably_and_applied(client: TestClient) -> None:
+def test_events_are_logged_durably_then_applied_off_the_request_path(
+    client: TestClient,
+) -> None:
     ev = {
         "events": [
             {"user_id": 1, "video_id": 2, "event_type": "play", "watch_seconds": 40},
@@ -124,8 +127,35 @@ def test_events_are_logged_durably_and_applied(client: TestClient) -> None:
     assert client.post("/v1/events", json=ev, headers={API_KEY_HEADER: KEY}).status_code == 200
     logged = list(read_events(client.app.state.log_path))  # type: ignore[attr-defined]
     assert [r["video_id"] for r in logged] == [2, 3]
-    model = client.app.state.service.holder.get()  # type: ignore[attr-defined]
+    state = client.app.state.service  # type: ignore[attr-defined]
+    assert state.ingestion.tailer.wait_caught_up(5.0)
+    model = state.holder.get()
     assert model.applied[-1].num_rows == 2
+    assert model.applied[-1]["video_id"].to_pylist() == [2, 3]
+
+
+def test_a_retried_batch_is_stored_once(client: TestClient) -> None:
+    ev = {"events": [{"user_id": 1, "video_id": 2, "event_type": "play"}] * 2}
+    h = {API_KEY_HEADER: KEY, "Idempotency-Key": "batch-7"}
+    assert client.post("/v1/events", json=ev, headers=h).json() == {
+        "accepted": 2,
+        "stored": 2,
+        "duplicates": 0,
+    }
+    assert client.post("/v1/events", json=ev, headers=h).json() == {
+        "accepted": 2,
+        "stored": 0,
+        "duplicates": 2,
+    }
+    one = {"events": [{"user_id": 1, "video_id": 2, "event_type": "like", "event_id": "x-1"}]}
+    assert client.post("/v1/events", json=one, headers={API_KEY_HEADER: KEY}).json()["stored"] == 1
+    assert client.post("/v1/events", json=one, headers={API_KEY_HEADER: KEY}).json()["stored"] == 0
+    ids = [r["event_id"] for r in read_events(client.app.state.log_path)]  # type: ignore[attr-defined]
+    assert ids == ["batch-7:0", "batch-7:1", "x-1"]
+    bad = client.post(
+        "/v1/events", json=ev, headers={API_KEY_HEADER: KEY, "Idempotency-Key": "a b"}
+    )
+    assert bad.status_code == 422 and "Idempotency-Key" in bad.text
 
 
 def test_unknown_video_in_events_is_422_naming_it(client: TestClient) -> None:

@@ -13,16 +13,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from mlsd.serving.app import API_KEY_HEADER, create_app
-from mlsd.serving.eventlog import EventLog
+from mlsd.serving.ingest import FileEventLog
 from tests.serving.stub_model import StubModel
 
 KEY = "fuzz-key"
@@ -45,7 +47,7 @@ def _app(model: Any) -> Any:
     return create_app(
         model,
         loader=_loader,
-        event_log=EventLog(_TMP / "events.jsonl"),
+        events=FileEventLog(_TMP / "events.jsonl"),
         api_key=KEY,
         max_body_bytes=64_000,
     )
@@ -53,7 +55,9 @@ def _app(model: Any) -> Any:
 
 CONFIG = schemathesis.Config.from_dict(
     {
-        "headers": {API_KEY_HEADER: KEY},
+        # the key as the schema's security scheme (not a plain header): schemathesis then also
+        # probes each operation without it and with a wrong one
+        "auth": {"openapi": {"APIKeyHeader": {"api_key": KEY}}},
         "checks": {
             # a valid but unknown video_id is a documented 404/422, not a schema violation
             "positive_data_acceptance": {"enabled": False},
@@ -114,3 +118,64 @@ def test_real_model_api_conforms(real_bundle: Path, mode: GenerationMode) -> Non
         case.call_and_validate(additional_checks=[no_traceback])
 
     run()
+
+
+# -- times at the edges of the representable range ---------------------------------------------
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+
+
+@st.composite
+def _edge_times(draw: st.DrawFn) -> tuple[str, bool]:
+    """(ISO-8601 text, whether it lies in the accepted range) of a time within a few
+    microseconds (or milliseconds) of a bound, in any offset from -14:00 to +14:00, or naive."""
+    bound = draw(st.sampled_from([_EARLIEST, _LATEST]))
+    step = draw(st.sampled_from([timedelta(microseconds=1), timedelta(milliseconds=1)]))
+    t = bound + draw(st.integers(-2, 2)) * step
+    if draw(st.booleans()):
+        text = t.replace(tzinfo=None).isoformat()
+    else:
+        minutes = draw(st.integers(-14 * 60, 14 * 60))
+        text = t.astimezone(timezone(timedelta(minutes=minutes))).isoformat()
+    return text, _EARLIEST <= t <= _LATEST
+
+
+def _time_case(path: str, text: str) -> Any:
+    if path == "/v1/events":
+        body = {"events": [{"user_id": 1, "video_id": 1, "event_type": "play", "timestamp": text}]}
+    else:
+        body = {"user_id": 1, "k": 2, "context": {"time": text}}
+    return schema[path]["POST"].Case(
+        body=body, media_type="application/json", headers={API_KEY_HEADER: KEY}
+    )
+
+
+_FAR = [("0001-01-01T00:00:00+14:00", False), ("9999-12-31T23:59:59.999999-14:00", False)]
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/recommendations"])
+@given(edge=st.one_of(_edge_times(), st.sampled_from(_FAR)))
+@example(edge=("1970-01-01T00:00:00Z", True))
+@example(edge=("2262-04-11T23:47:16Z", True))
+@example(edge=("1969-12-31T23:59:59.999999Z", False))
+@example(edge=("2262-04-11T23:47:16.000001Z", False))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_times_at_the_edges_of_the_range(path: str, edge: tuple[str, bool]) -> None:
+    """Any time is answered 200 or 422, never 5xx: outside the representable range a 422
+    naming the field; inside it the request's own answer (events also meet the data
+    contract's narrower range, a 422 of its own)."""
+    text, inside = edge
+    case = _time_case(path, text)
+    response = case.call_and_validate(additional_checks=[no_traceback])
+    assert response.status_code in (200, 422), response.text
+    field = (
+        ["body", "events", 0, "timestamp"] if path == "/v1/events" else ["body", "context", "time"]
+    )
+    locs = [d["loc"] for d in response.json().get("detail") or [] if isinstance(d, dict)]
+    if inside:
+        assert field not in locs, response.text
+        if path == "/v1/recommendations":
+            assert response.status_code == 200, response.text
+    else:
+        assert (response.status_code, locs) == (422, [field]), response.text

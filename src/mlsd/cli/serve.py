@@ -59,8 +59,28 @@ def serve(
         ),
     ] = None,
     event_log: Annotated[
+        str | None,
+        typer.Option(
+            help="The durable event log: a JSON-lines file, or redis://HOST:PORT/DB for a "
+            "Redis stream (several instances can share it; run Redis with appendfsync "
+            "always). Events are acknowledged once durable there, every worker applies them "
+            "from it, and a restart replays it. Default: none with one worker (events kept "
+            "in memory), a temporary file with several.",
+        ),
+    ] = None,
+    max_event_rate: Annotated[
+        float,
+        typer.Option(
+            help="Events per second the service admits (split among the workers); over it, "
+            "POST /v1/events answers 429 with Retry-After. 0: no limit.",
+        ),
+    ] = 2000.0,
+    snapshot_dir: Annotated[
         Path | None,
-        typer.Option(help="Append accepted events to this JSON-lines file (fsync'd before 2xx)."),
+        typer.Option(
+            help="Where snapshots of the online state go, so a restart replays only the log "
+            "after the newest one. Default: beside a file event log.",
+        ),
     ] = None,
     candidate_cache: Annotated[
         bool,
@@ -105,6 +125,8 @@ def serve(
         candidate_cache=candidate_cache,
         candidate_cache_dir=candidate_cache_dir,
         max_requests_per_connection=max_requests_per_connection,
+        max_event_rate=max_event_rate,
+        snapshot_dir=snapshot_dir,
     )
 
     def ready(what: str) -> None:

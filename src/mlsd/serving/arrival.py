@@ -7,6 +7,8 @@ after the requests parsed before it have run, so a time taken in the handler mis
 wait that overload builds up. uvicorn's httptools protocol, subclassed here, stamps the time in
 the request's ``scope["state"]`` as the loop parses it; what is still missed is how long the
 loop was busy when the bytes arrived (at most the one model call in progress).
+
+The protocol also bounds how long and how large a request's head may be (see :mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from mlsd.serving.limits import LimitedHttpTools
 
 ARRIVED = "mlsd.arrived"
 
 
-class ArrivalStampedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol, stamping ``scope["state"][ARRIVED]`` (perf_counter s)."""
+class ArrivalStampedHttpTools(LimitedHttpTools):
+    """uvicorn's httptools protocol, with the limits of :class:`~.limits.LimitedHttpTools`,
+    stamping ``scope["state"][ARRIVED]`` (perf_counter s)."""
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

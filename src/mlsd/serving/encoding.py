@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -61,10 +61,19 @@ def similar_json(video_id: int, items: list[ServedItem], model_version: str) -> 
     return orjson.dumps(body)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def epoch_ms(t: datetime | None) -> int:
-    """``t`` as Unix milliseconds (a naive time is taken as UTC); None: now."""
+    """``t`` as Unix milliseconds, floored (a naive time is taken as UTC); None: now.
+
+    Exact: integer arithmetic on the difference, where ``t.timestamp() * 1000`` in floating
+    point is off by one for some times. Never raises for an aware or naive ``datetime``
+    (every time the request schemas accept, and any other).
+    """
     if t is None:
-        return int(time.time() * 1000)
+        return time.time_ns() // 1_000_000
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1000)
+    return (t - _EPOCH) // _MS

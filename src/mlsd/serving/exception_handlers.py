@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,6 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlsd.errors import MlsdError
+
+log = logging.getLogger("mlsd.serving")
 
 
 async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -39,8 +42,15 @@ async def user_error(_: Request, exc: MlsdError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"error": str(exc)})
 
 
-async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # no traceback in the body: it leaks internals and helps nobody calling the API
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # no traceback in the body: it leaks internals and helps nobody calling the API; the
+    # server's log gets it
+    log.error(
+        "%s %s failed",
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
     return JSONResponse(
         status_code=500, content={"error": "internal error", "detail": type(exc).__name__}
     )

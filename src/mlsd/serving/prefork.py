@@ -24,10 +24,23 @@ so copy, every object's header). This is gunicorn's ``--preload`` design.
   within a minute: a worker that keeps dying is a bug, and the supervisor then stops).
 - SIGTERM or SIGINT: the supervisor stops accepting, the workers stop gracefully (in-flight
   requests finish), then the supervisor exits. SIGHUP: the supervisor loads the bundle at
-  ``--model`` again (a symlink retargeted, say) and replaces the workers one at a time; new
-  connections go to the new workers at once, the old ones finish what they have; a bundle that
-  does not load leaves the old workers serving. A reload needs memory for both models while the
-  old workers drain.
+  ``--model`` again (a symlink retargeted, say) on a thread of its own, while it goes on
+  accepting and handing connections to the old workers (and forking the old model again for a
+  worker that dies meanwhile); once loaded, it replaces the workers one at a time: new
+  connections go to the new workers at once, the old ones finish what they have. A bundle that
+  does not load leaves the old workers serving. A SIGHUP during a load is remembered and loads
+  again once the first is in place (one load at a time). A reload needs memory for both models
+  while the old workers drain. A worker forked during a load is forked from a process with a
+  second thread (the loader): should that thread hold a lock the worker needs at that instant
+  (a C library's, or stderr's while it prints), that worker would hang; a hazard of every
+  fork beside threads, accepted here so that a dead worker need not wait for the load.
+- Metrics: each worker's metrics are written to a directory the supervisor creates, and a
+  scrape of any worker sums all of them (see :mod:`.metrics`); the supervisor drops an exited
+  worker's live gauges and removes the directory when it exits.
+- Each worker finds its slot (0 to ``workers - 1``; a replacement takes the slot of the worker
+  it replaces) in ``MLSD_WORKER_SLOT`` and its pid in ``MLSD_WORKER_PID`` (see
+  :func:`worker_slot`): to run a periodic job in one worker only, say. During a reload an old
+  and a new worker hold the same slot until the old one exits.
 - Each worker's online state is its own: with the embedded ``memory`` store an event sent to
   one worker is not seen by the others (use ``--online-store redis://...`` to share features).
 - On Linux a worker gets SIGTERM if the supervisor dies (``PR_SET_PDEATHSIG``), and a worker
@@ -42,17 +55,27 @@ import gc
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client.multiprocess import mark_process_dead
+
+from mlsd.serving.metrics import enable_multiprocess
 
 log = logging.getLogger("mlsd.serving")
+
+WORKER_SLOT_ENV = "MLSD_WORKER_SLOT"
+WORKER_PID_ENV = "MLSD_WORKER_PID"
 
 _PR_SET_PDEATHSIG = 1
 
@@ -60,6 +83,15 @@ _PR_SET_PDEATHSIG = 1
 def available() -> bool:
     """Whether this platform can fork (not Windows)."""
     return hasattr(os, "fork")
+
+
+def worker_slot() -> int | None:
+    """This worker's slot (0 to ``workers - 1``); None outside a pre-forked worker, including
+    in a process a worker started (it inherits the variables, not the pid)."""
+    slot, pid = os.environ.get(WORKER_SLOT_ENV), os.environ.get(WORKER_PID_ENV)
+    if slot is None or pid != str(os.getpid()):
+        return None
+    return int(slot)
 
 
 BACKLOG = 2048
@@ -174,9 +206,18 @@ class Supervisor:
     """Forks ``workers`` processes that each call ``serve(model, channel)``, hands them the
     connections accepted on ``sock`` in turn, and exits with them.
 
-    ``load()`` returns a loaded model (called once at start and again on SIGHUP);
+    ``load()`` returns a loaded model: the caller loads the first (given to :meth:`run`), the
+    supervisor calls it on each SIGHUP, on a thread of its own (so it must not touch the
+    supervisor's state; an exception it raises is logged and the old model keeps serving).
     ``serve(model, channel)`` runs one worker's server on the connections arriving on
-    ``channel`` (see :class:`HandedServer`) until it is told to stop (SIGTERM).
+    ``channel`` (see :class:`HandedServer`) until it is told to stop (SIGTERM); it runs in the
+    forked worker, with ``MLSD_WORKER_SLOT``, ``MLSD_WORKER_PID`` and multiprocess metrics
+    already set.
+
+    ``metrics_dir``: where the workers write their metrics (see
+    :func:`~mlsd.serving.metrics.enable_multiprocess`); created if missing and emptied of a
+    previous run's values at start. None: a fresh temporary directory, removed when
+    :meth:`run` returns.
     """
 
     def __init__(
@@ -188,6 +229,7 @@ class Supervisor:
         workers: int,
         max_restarts: int = 5,
         stop_timeout_s: float = 15.0,
+        metrics_dir: str | Path | None = None,
     ) -> None:
         self.load = load
         self.serve = serve
@@ -195,12 +237,16 @@ class Supervisor:
         self.n = workers
         self.max_restarts = max_restarts
         self.stop_timeout_s = stop_timeout_s
+        self.metrics_dir = Path(metrics_dir) if metrics_dir is not None else None
+        self._own_metrics_dir = False
         self.children: dict[int, int] = {}  # pid -> worker slot
         self.channels: dict[int, socket.socket] = {}  # slot -> supervisor's end
         self.next_slot = 0
         self.restarts: list[float] = []
         self._stop = False
         self._reload = False
+        self._loader: threading.Thread | None = None  # a SIGHUP's load in progress
+        self._loaded: tuple[bool, Any] | None = None  # its (ok, model or exception)
         self.exit_code = 0
 
     def _fork(self, model: Any, slot: int) -> int:
@@ -216,6 +262,10 @@ class Supervisor:
                 # the supervisor exits, the port and every channel close with it
                 for s in (self.sock, mine, *self.channels.values()):
                     s.close()
+                os.environ[WORKER_SLOT_ENV] = str(slot)
+                os.environ[WORKER_PID_ENV] = str(os.getpid())
+                if self.metrics_dir is not None:  # before serve creates the app's metrics
+                    enable_multiprocess(self.metrics_dir)
                 self.serve(model, theirs)
             except BaseException:  # report, never return into the supervisor's code
                 traceback.print_exc()
@@ -265,6 +315,14 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         self.sock.setblocking(False)
+        self._open_metrics_dir()
+        try:
+            return self._supervise(model, on_ready)
+        finally:
+            if self._own_metrics_dir and self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _supervise(self, model: Any, on_ready: Callable[[], None] | None) -> int:
         self._freeze()
         for slot in range(self.n):
             self._fork(model, slot)
@@ -274,9 +332,7 @@ class Supervisor:
             if self._stop:
                 self._stop_all()
                 break
-            if self._reload:
-                self._reload = False
-                model = self._replace(model)
+            model = self._reload_step(model)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -284,6 +340,7 @@ class Supervisor:
             if pid == 0:
                 self._accept(0.1)
                 continue
+            self._reaped(pid)
             if pid not in self.children or self._stop:
                 continue
             slot = self.children.pop(pid)
@@ -296,8 +353,24 @@ class Supervisor:
                 self._stop_all()
                 break
             log.warning("worker %d exited with status %d; forking another", pid, code)
-            self._fork(model, slot)
+            self._fork(model, slot)  # the old model while a reload's load is in progress
         return self.exit_code
+
+    def _open_metrics_dir(self) -> None:
+        if self.metrics_dir is None:
+            self.metrics_dir = Path(tempfile.mkdtemp(prefix="mlsd-metrics-"))
+            self._own_metrics_dir = True
+            return
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        for f in self.metrics_dir.glob("*.db"):  # a previous run's counts would add to ours
+            f.unlink()
+
+    def _reaped(self, pid: int) -> None:
+        """Bookkeeping for a worker that has exited: its live gauges no longer count (its
+        counters and histograms do: totals never go back)."""
+        if self.metrics_dir is not None:
+            with contextlib.suppress(OSError):
+                mark_process_dead(pid, str(self.metrics_dir))
 
     def _on_stop(self, signum: int, frame: Any) -> None:
         self._stop = True
@@ -305,13 +378,39 @@ class Supervisor:
     def _on_reload(self, signum: int, frame: Any) -> None:
         self._reload = True
 
-    def _replace(self, old: Any) -> Any:
+    def _reload_step(self, model: Any) -> Any:
+        """The model to serve from now on: a finished load's (its workers forked, the old
+        ones retired), else ``model``; starts a load when a SIGHUP asked for one and none is in
+        progress."""
+        loader = self._loader
+        if loader is not None:
+            if loader.is_alive():
+                return model
+            loader.join()  # no fork while another thread runs the load
+            self._loader = None
+            ok, loaded = self._loaded or (False, "the load stopped without a result")
+            self._loaded = None
+            if ok:
+                model = self._replace(loaded)
+            else:
+                log.error("reload failed, the old model keeps serving: %s", loaded)
+        if self._reload and not self._stop:
+            self._reload = False
+            self._loader = threading.Thread(target=self._load, name="mlsd-reload", daemon=True)
+            self._loader.start()
+        return model
+
+    def _load(self) -> None:
+        """The loader thread: ``load()``, its result or exception kept for the main loop."""
         try:
-            new = self.load()
-        except Exception as e:  # the old workers keep serving
-            log.error("reload failed, the old model keeps serving: %s", e)
-            return old
-        self._freeze()
+            model = self.load()
+            gc.collect()  # here rather than in the main loop, which accepts meanwhile
+            self._loaded = (True, model)
+        except Exception as e:
+            self._loaded = (False, e)
+
+    def _replace(self, new: Any) -> Any:
+        gc.freeze()  # the new model's objects too (collected by the loader thread)
         for pid, slot in list(self.children.items()):
             self._fork(new, slot)
             self._terminate([pid])
@@ -333,6 +432,7 @@ class Supervisor:
                 if done:
                     waiting.discard(pid)
                     self.children.pop(pid, None)
+                    self._reaped(pid)
             self._accept(0.05)  # the other workers keep taking connections meanwhile
         for pid in waiting:  # did not drain in time
             with contextlib.suppress(ProcessLookupError):
@@ -340,6 +440,7 @@ class Supervisor:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             self.children.pop(pid, None)
+            self._reaped(pid)
 
     def _stop_all(self) -> None:
         self.sock.close()  # connections not accepted yet are refused, not left waiting

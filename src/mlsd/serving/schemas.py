@@ -9,10 +9,10 @@ the OpenAPI schema.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from mlsd.data.schema import EVENT_TYPES
 
@@ -21,6 +21,8 @@ DEFAULT_K = 20
 MAX_ID = 2**62  # ids travel as int64; bounded below its limit so no arithmetic overflows
 MAX_EVENTS_PER_BATCH = 1000
 MAX_CONTEXT_TEXT = 32  # characters of a device or surface name
+MAX_EVENT_ID = 128  # characters of an event id or an Idempotency-Key
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 
 EventType = Literal["impression", "play", "like", "share", "dislike", "rating"]
 assert set(EventType.__args__) == set(EVENT_TYPES)  # type: ignore[attr-defined]
@@ -34,6 +36,26 @@ def _iso_text(v: object) -> object:
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+#: The range of a request's times, inclusive, after conversion to UTC: from the Unix epoch to
+#: the last whole second that int64 nanoseconds hold (2262-04-11T23:47:16.854775807Z), so that
+#: every layer behind the edge (Unix milliseconds, Arrow and numpy timestamps) can hold it.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2262, 4, 11, 23, 47, 16, tzinfo=UTC)
+_Z = "%Y-%m-%dT%H:%M:%SZ"
+_RANGE = f"between {EARLIEST_TIME:{_Z}} and {LATEST_TIME:{_Z}} (a time without an offset is UTC)"
+
+
+def _in_range(t: datetime) -> datetime:
+    # compared as aware times, never converted: converting 0001-01-01T00:00:00+14:00 to UTC
+    # overflows, comparing it does not
+    if not EARLIEST_TIME <= (t if t.tzinfo is not None else t.replace(tzinfo=UTC)) <= LATEST_TIME:
+        raise ValueError(f"expected a time {_RANGE}")
+    return t
+
+
+#: An ISO-8601 date-time within [EARLIEST_TIME, LATEST_TIME].
+BoundedDateTime = Annotated[IsoDateTime, AfterValidator(_in_range)]
 
 
 class _Strict(BaseModel):
@@ -51,9 +73,9 @@ _ITEM = {"video_id": 1001, "score": 0.83, "source": "two_tower", "exploration": 
 class RequestContext(_Strict):
     device: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT, examples=["android"])
     surface: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT, examples=["home"])
-    time: IsoDateTime | None = Field(
+    time: BoundedDateTime | None = Field(
         default=None,
-        description="Request time (ISO-8601); defaults to the server's clock.",
+        description=f"Request time (ISO-8601), {_RANGE}; defaults to the server's clock.",
         examples=["2026-02-01T20:15:00Z"],
     )
 
@@ -144,13 +166,25 @@ class EventIn(_Strict):
     user_id: int = Field(strict=True, ge=0, le=MAX_ID)
     video_id: int = Field(strict=True, ge=0, le=MAX_ID)
     event_type: EventType
-    timestamp: IsoDateTime | None = Field(default=None, description="Defaults to receipt time.")
+    timestamp: BoundedDateTime | None = Field(
+        default=None,
+        description=f"Event time (ISO-8601), {_RANGE}; defaults to receipt time. Within "
+        "that, the event data's own range (1990-01-01 to a year ahead) applies: 422 outside.",
+    )
     watch_seconds: float | None = Field(strict=True, default=None, ge=0, le=7 * 24 * 3600)
     request_id: int | None = Field(strict=True, default=None, ge=0, le=MAX_ID)
     position: int | None = Field(strict=True, default=None, ge=1, le=10_000)
     surface: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT)
     device: str | None = Field(default=None, max_length=MAX_CONTEXT_TEXT)
     rating: float | None = Field(strict=True, default=None, ge=0, le=10)
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_EVENT_ID,
+        pattern=EVENT_ID_PATTERN,
+        description="The client's id of the event: a retry with the same id is stored once. "
+        "Without one, the request's `Idempotency-Key` header gives `<key>:<index>`.",
+    )
 
     model_config = _examples(
         {"user_id": 42, "video_id": 1001, "event_type": "impression", "position": 3},
@@ -178,10 +212,39 @@ class EventBatch(_Strict):
 
 
 class EventAck(_Strict):
-    accepted: int
-    applied: bool = Field(description="Applied to the online store (history and features).")
+    accepted: int = Field(description="Events in the batch, all durable when this answers.")
+    stored: int = Field(description="Events newly stored.")
+    duplicates: int = Field(
+        description="Events whose id was already stored (a retry): not stored again."
+    )
 
-    model_config = _examples({"accepted": 1, "applied": True})
+    model_config = _examples({"accepted": 2, "stored": 2, "duplicates": 0})
+
+
+class UserState(_Strict):
+    user_id: int
+    history: list[int] = Field(description="Recent positive videos, newest first.")
+    seen: int = Field(description="Videos the user has seen.")
+    blocked_creators: list[int]
+    features: dict[str, float | list[float | None] | None] = Field(
+        description="The user's stored features (a list for a vector feature; null: NaN)."
+    )
+    model_version: str
+    log_position: str | None = Field(description="This worker's position in the event log.")
+    lag_s: float = Field(description="Age of the oldest event this worker has not applied.")
+
+    model_config = _examples(
+        {
+            "user_id": 42,
+            "history": [1001, 2002],
+            "seen": 37,
+            "blocked_creators": [],
+            "features": {"user_watches_7d": 12.0},
+            "model_version": "rec-20260201-3f2a9c",
+            "log_position": "18234",
+            "lag_s": 0.0,
+        }
+    )
 
 
 class ReloadRequest(_Strict):
@@ -219,5 +282,6 @@ class ErrorResponse(_Strict):
 class Health(_Strict):
     status: Literal["ok", "loading", "unavailable"]
     model_version: str | None = None
+    reason: str | None = Field(default=None, description="Why not ready (when not).")
 
     model_config = _examples({"status": "ok", "model_version": "rec-20260201-3f2a9c"})

@@ -17,8 +17,11 @@ it, and send ``SIGHUP`` to the ``mlsd serve`` process, which replaces the worker
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,7 +35,11 @@ from mlsd.serving import prefork
 from mlsd.serving.app import create_app
 from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.bundle import load_bundle, verify_bundle
-from mlsd.serving.eventlog import EventLog
+from mlsd.serving.ingest import EventLogBackend, open_log
+from mlsd.serving.ingest.applier import Replayed, SnapshotStore, replay
+from mlsd.serving.ingest.memory_log import MemoryEventLog
+from mlsd.serving.ingest.runtime import IngestOptions
+from mlsd.serving.limits import uvicorn_options
 from mlsd.serving.model_calls import single_threaded_kernels
 from mlsd.serving.settings import ServeSettings
 
@@ -42,10 +49,17 @@ PRECOMPUTE_THREADS = 2
 
 
 def load_kwargs(online_store: str) -> dict[str, Any]:
-    """Keyword arguments for the model loader: the online store, unless the embedded default."""
+    """Keyword arguments for the model loader: the online store, unless the embedded default.
+
+    A shared store is opened to check, on every read, that it still holds the model's
+    records (see ``RedisStore.require_populated``): one that came back empty makes requests
+    degrade with that reason until the tailer has repopulated it."""
     if online_store == "memory":
         return {}
-    return {"online_store": open_store(online_store)}
+    store = open_store(online_store)
+    if hasattr(store, "require_populated"):
+        store.require_populated = True
+    return {"online_store": store}
 
 
 class _NoReloadAcrossWorkers:
@@ -95,21 +109,63 @@ def _loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
     return load
 
 
-def build_app(settings: ServeSettings, model: Servable | None = None) -> FastAPI:
-    """The FastAPI app for ``settings``; loads the bundle unless ``model`` is given."""
+def open_events(settings: ServeSettings) -> EventLogBackend:
+    """The service's event log: ``settings.event_log`` (a file or a Redis stream), or an
+    in-memory one without it."""
+    if settings.event_log is None:
+        return MemoryEventLog()
+    return open_log(settings.event_log)
+
+
+def snapshot_store(settings: ServeSettings) -> SnapshotStore | None:
+    """Where snapshots of the online state go: ``settings.snapshot_dir``, else beside a file
+    event log (``<log>.snapshots``); None for a Redis stream without a directory."""
+    if settings.snapshot_dir is not None:
+        return SnapshotStore(settings.snapshot_dir)
+    log = settings.event_log
+    if log is None or log.startswith("redis://"):
+        return None
+    return SnapshotStore(Path(log).with_name(Path(log).name + ".snapshots"))
+
+
+def load_replayed(settings: ServeSettings) -> Replayed:
+    """The bundle loaded and prepared, its online state brought up to the end of the event
+    log (snapshot + replay): what a start, a re-fork and a SIGHUP reload serve."""
+    model = _loader(settings)(settings.model_dir)
+    events = open_events(settings)
+    try:
+        return replay(model, events, snapshots=snapshot_store(settings), say=_say)
+    finally:
+        events.close()
+
+
+def build_app(settings: ServeSettings, model: Servable | Replayed | None = None) -> FastAPI:
+    """The FastAPI app for ``settings``; loads the bundle and replays the event log unless
+    ``model`` is given (a :class:`Replayed` model continues the log from its position; a bare
+    one, from the log's end as it is now)."""
     single_threaded_kernels()
     reload = _loader(settings)
     if model is None:
-        model = reload(settings.model_dir)
-
+        model = load_replayed(settings)
+    events = open_events(settings)
+    if isinstance(model, Replayed):
+        replayed = model
+    else:
+        replayed = Replayed(model, events.end() if settings.event_log is not None else None)
     loader: Callable[[str], Servable] = (
         reload if settings.workers == 1 else _NoReloadAcrossWorkers(settings.workers)
     )
-    log = EventLog(settings.event_log) if settings.event_log is not None else None
+    slot = prefork.worker_slot() or 0
     return create_app(
-        model,
+        replayed.model,
         loader=loader,
-        event_log=log,
+        events=events,
+        position=replayed.position,
+        ingest=IngestOptions(
+            max_event_rate=settings.max_event_rate / settings.workers,
+            snapshots=snapshot_store(settings),
+            snapshot_writer=slot == 0,
+        ),
         api_key=settings.api_key,
         model_threads=settings.model_threads,
         max_requests_per_connection=settings.max_requests_per_connection,
@@ -149,10 +205,14 @@ def run(
         # stamps each request's arrival, so that waits on a busy event loop count toward the
         # queue budget (see mlsd.serving.arrival)
         "http": ArrivalStampedHttpTools,
+        # header size limit (431) and the header timeout of idle new connections
+        **uvicorn_options(),
     }
     if settings.workers == 1:
         app = build_app(settings)
         model = app.state.service.holder.get()
+        if settings.event_log is None:
+            _say("no --event-log: events are kept in memory only (lost at exit)")
         if on_ready is not None:
             on_ready(f"model {model.version} from {settings.model_dir}")
         uvicorn.run(app, **common)
@@ -183,10 +243,20 @@ def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: An
     import uvicorn
 
     single_threaded_kernels()
-    loader = _loader(settings)
+    if settings.event_log is None:  # the workers must share one log to agree
+        tmp = tempfile.mkdtemp(prefix="mlsd-events-")
+        settings = settings.model_copy(update={"event_log": str(Path(tmp) / "events.jsonl")})
+        _say(
+            f"no --event-log: the {settings.workers} workers share {settings.event_log}, "
+            "removed at exit (pass --event-log to keep events across restarts)"
+        )
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
 
-    def load() -> Any:
-        return loader(settings.model_dir)
+    def load() -> Replayed:
+        # OpenMP thread counts are per thread, and a SIGHUP's load runs on the supervisor's
+        # loader thread: keep it to one there too (no OpenMP pool in the process workers fork)
+        single_threaded_kernels()
+        return load_replayed(settings)
 
     def serve(model: Any, channel: Any) -> None:
         app = build_app(settings, model=model)  # /admin/reload refused: several workers
@@ -202,8 +272,8 @@ def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: An
     def ready() -> None:
         if on_ready is not None:
             on_ready(
-                f"model {model.version} from {settings.model_dir}, {settings.workers} workers "
-                "forked from one loaded copy"
+                f"model {model.model.version} from {settings.model_dir}, "
+                f"{settings.workers} workers forked from one loaded copy"
             )
 
     code = sup.run(model, on_ready=ready)

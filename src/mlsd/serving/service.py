@@ -24,6 +24,12 @@ class ModelHolder:
     def get(self) -> Servable:
         return self._model
 
+    def set(self, model: Servable) -> Servable:
+        """Serve ``model`` from now on; returns the model it replaces."""
+        with self._lock:
+            old, self._model = self._model, model
+            return old
+
     def swap(self, load: Callable[[], Servable]) -> tuple[Servable, Servable]:
         """Load a new model with ``load`` (outside any request path) and swap it in.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from annotated_types import Ge
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
 from mlsd.config import StrictModel
 from mlsd.errors import ConfigError
@@ -35,6 +35,8 @@ ENV = {
     "candidate_cache": "MLSD_CANDIDATE_CACHE",
     "candidate_cache_dir": "MLSD_CANDIDATE_CACHE_DIR",
     "max_requests_per_connection": "MLSD_MAX_REQUESTS_PER_CONNECTION",
+    "max_event_rate": "MLSD_MAX_EVENT_RATE",
+    "snapshot_dir": "MLSD_SNAPSHOT_DIR",
 }
 #: The ``mlsd serve`` option of each setting (what a bad keyword value is reported as).
 OPTIONS = {
@@ -47,16 +49,28 @@ OPTIONS = {
     "candidate_cache": "--candidate-cache",
     "candidate_cache_dir": "--candidate-cache-dir",
     "max_requests_per_connection": "--max-requests-per-connection",
+    "max_event_rate": "--max-event-rate",
+    "snapshot_dir": "--snapshot-dir",
 }
-_OPTIONAL = frozenset(("api_key", "event_log", "candidate_cache_dir"))  # empty: not set
+
+
+def _path_text(v: object) -> object:
+    return str(v) if isinstance(v, Path) else v
+
+
+# an empty variable of these: not set
+_OPTIONAL = frozenset(("api_key", "event_log", "candidate_cache_dir", "snapshot_dir"))
 _ONLINE_STORE = r"^(?:memory$|redis://)"
+DEFAULT_MAX_EVENT_RATE = 2000.0  # events/s for the whole service (split among its workers)
 
 
 class ServeSettings(StrictModel):
     """What ``mlsd serve`` runs: the bundle, the online store (``memory`` or
-    ``redis://HOST:PORT``), the write endpoints' key, the event log, worker processes, model
-    threads per worker (0: on the event loop), the candidate cache (and its directory), and
-    requests per keep-alive connection (0: no limit).
+    ``redis://HOST:PORT``), the write endpoints' key, the event log (a file path or
+    ``redis://HOST:PORT/DB`` for a Redis stream), worker processes, model threads per worker
+    (0: on the event loop), the candidate cache (and its directory), requests per keep-alive
+    connection (0: no limit), the events per second admitted (0: no limit) and where
+    snapshots of the online state go (default: beside a file event log).
 
     Keyword construction as any pydantic model; a bad value raises
     :class:`~mlsd.errors.ConfigError` naming the ``mlsd serve`` option.
@@ -65,12 +79,16 @@ class ServeSettings(StrictModel):
     model_dir: Path
     online_store: str = Field(default="memory", pattern=_ONLINE_STORE)
     api_key: str | None = Field(default=None, repr=False)  # a secret: kept out of logs
-    event_log: Path | None = None
+    event_log: Annotated[str, BeforeValidator(_path_text)] | None = Field(
+        default=None, min_length=1
+    )
     workers: int = Field(default=1, ge=1)
     model_threads: int = Field(default=DEFAULT_MODEL_THREADS, ge=0)
     candidate_cache: bool = True
     candidate_cache_dir: Path | None = None
     max_requests_per_connection: int = Field(default=DEFAULT_MAX_REQUESTS_PER_CONNECTION, ge=0)
+    max_event_rate: float = Field(default=DEFAULT_MAX_EVENT_RATE, ge=0)
+    snapshot_dir: Path | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -87,6 +105,7 @@ class ServeSettings(StrictModel):
             ENV["model_threads"]: str(self.model_threads),
             ENV["max_requests_per_connection"]: str(self.max_requests_per_connection),
             ENV["candidate_cache"]: "1" if self.candidate_cache else "0",
+            ENV["max_event_rate"]: repr(self.max_event_rate),
         }
         if self.api_key is not None:
             env[ENV["api_key"]] = self.api_key
@@ -94,6 +113,8 @@ class ServeSettings(StrictModel):
             env[ENV["event_log"]] = str(self.event_log)
         if self.candidate_cache_dir is not None:
             env[ENV["candidate_cache_dir"]] = str(self.candidate_cache_dir)
+        if self.snapshot_dir is not None:
+            env[ENV["snapshot_dir"]] = str(self.snapshot_dir)
         return env
 
     @classmethod
@@ -140,9 +161,10 @@ def _describe(error: ValidationError, data: Mapping[str, Any]) -> str:
 def _expected(name: str) -> str:
     """What setting ``name`` takes, in words (integers with their lower bound)."""
     info = ServeSettings.model_fields[name]
-    if info.annotation is int:
+    if info.annotation in (int, float):
+        what = "an integer" if info.annotation is int else "a number"
         low = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
-        return "an integer" if low is None else f"an integer >= {low}"
+        return what if low is None else f"{what} >= {low}"
     return _EXPECTED[name]
 
 
@@ -150,7 +172,8 @@ _EXPECTED = {
     "model_dir": "a path",
     "online_store": "'memory' or redis://HOST:PORT",
     "api_key": "a string",
-    "event_log": "a path",
+    "event_log": "a file path or redis://HOST:PORT/DB",
     "candidate_cache": "1 or 0 (true or false)",
     "candidate_cache_dir": "a path",
+    "snapshot_dir": "a path",
 }

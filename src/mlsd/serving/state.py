@@ -4,14 +4,15 @@ calls run, and the write side's settings. One :class:`ServiceState` per app, kep
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from mlsd.pipeline import Servable
-from mlsd.serving.eventlog import EventLog
+from mlsd.serving.ingest.runtime import Ingestion
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.model_calls import ModelCalls
 from mlsd.serving.service import ModelHolder
@@ -21,15 +22,17 @@ from mlsd.serving.service import ModelHolder
 class ServiceState:
     """``holder``: the live model (swapped by a reload); ``calls``: runs model calls;
     ``loader(model_dir)``: a new model for ``/admin/reload`` (None: reload refused);
-    ``event_log``: where accepted events go before the 2xx; ``api_key``: the write endpoints'
-    key (None: they answer 403 to everyone)."""
+    ``ingestion``: the event path (durable log, admission, the tailer applying the log to the
+    live model; None: events are refused); ``api_key``: the write endpoints' key (None: they
+    answer 403 to everyone)."""
 
     holder: ModelHolder
     metrics: ServingMetrics
     calls: ModelCalls
     loader: Callable[[str], Servable] | None = None
-    event_log: EventLog | None = None
+    ingestion: Ingestion | None = None
     api_key: str | None = None
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 async def service(request: Request) -> ServiceState:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlsd.errors import MlsdError
 from mlsd.serving.routes.common import AUTH, BODY, require_key
@@ -32,13 +32,26 @@ def healthz(state: Service) -> Health:
     "/readyz",
     summary="Readiness",
     response_model=Health,
-    responses={503: {"model": Health, "description": "No model loaded yet."}},
+    responses={
+        503: {
+            "model": Health,
+            "description": "Not ready: no model yet, the event log still replaying, or the "
+            "online store being repopulated (the reason says which).",
+        }
+    },
 )
 def readyz(state: Service) -> Any:
-    """Readiness: a model is loaded and requests can be served."""
+    """Readiness: a model is loaded, its online state has caught up with the event log and
+    its online store holds its records, so answers are exact."""
     m = state.holder.get()
     if m is None:
         return JSONResponse(status_code=503, content={"status": "loading"})
+    problem = state.ingestion.problem() if state.ingestion is not None else None
+    if problem is not None:
+        return JSONResponse(
+            status_code=503,
+            content={"status": "unavailable", "model_version": m.version, "reason": problem},
+        )
     return Health(status="ok", model_version=m.version)
 
 
@@ -54,10 +67,9 @@ def readyz(state: Service) -> Any:
     },
 )
 def prometheus(state: Service) -> PlainTextResponse:
-    """Prometheus metrics: latencies per endpoint and stage, fallbacks, errors, events."""
-    return PlainTextResponse(
-        generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    """Prometheus metrics: latencies per endpoint and stage, fallbacks, errors, events; with
+    several pre-forked workers, summed over them (whichever worker answers)."""
+    return PlainTextResponse(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.post(
@@ -78,13 +90,17 @@ def reload(req: ReloadRequest, state: Service) -> ReloadResponse:
     loader = state.loader
     if loader is None:
         raise HTTPException(409, "this service was started without a model loader")
-    try:
-        old, new = state.holder.swap(lambda: loader(req.model_dir))
-    except MlsdError as e:
-        state.metrics.reloads.labels("refused").inc()
-        raise HTTPException(
-            409, f"reload refused, still serving {state.holder.get().version}: {e}"
-        ) from e
+    with state.reload_lock:
+        old = state.holder.get()
+        try:
+            new = loader(req.model_dir)
+            if state.ingestion is not None:  # the new model's online state: replay the log
+                state.ingestion.adopt(new)
+            else:
+                state.holder.set(new)
+        except MlsdError as e:
+            state.metrics.reloads.labels("refused").inc()
+            raise HTTPException(409, f"reload refused, still serving {old.version}: {e}") from e
     state.metrics.reloads.labels("ok").inc()
     state.metrics.serving(new, previous=old)
     return ReloadResponse(model_version=new.version, previous_version=old.version)

@@ -1,0 +1,39 @@
+"""Operator endpoints beside the hot-swap: one user's online state, as this worker holds it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+
+from mlsd.serving.routes.common import AUTH, INVALID, require_key
+from mlsd.serving.schemas import MAX_ID, UserState
+from mlsd.serving.state import Service
+
+router = APIRouter(prefix="/admin", tags=["operations"])
+
+
+@router.get(
+    "/users/{user_id}",
+    summary="A user's online state",
+    response_model=UserState,
+    dependencies=[Depends(require_key)],
+    responses={**AUTH, **INVALID},
+)
+async def user_state(
+    user_id: Annotated[int, Path(ge=0, le=MAX_ID, examples=[42])], state: Service
+) -> Any:
+    """The user's online state on the worker that answers: recent positives (newest first),
+    how many videos they have seen, the creators they blocked, their stored features, and
+    where this worker is in the event log. Every worker applies the same log, so all
+    answer alike once they have caught up (``lag_s``)."""
+    m = state.holder.get()
+    s = await state.calls(m.user_state, user_id)
+    ing = state.ingestion
+    return {
+        "user_id": user_id,
+        **s,
+        "model_version": m.version,
+        "log_position": ing.tailer.position if ing is not None else None,
+        "lag_s": ing.tailer.lag_s() if ing is not None else 0.0,
+    }
