@@ -2,8 +2,9 @@
 
 Every table, and every sentence that carries a measured figure, sits between
 ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; :data:`BLOCKS` maps NAME to a function
-of the results files that returns its Markdown (``_render`` and ``_render_serving``). Text
-outside the markers is left alone, so prose there carries no figures. Run after any benchmark:
+of the results files that returns its Markdown (``_render``, ``_render_serving`` and
+``_render_events``). Text outside the markers is left alone, so prose there carries no
+figures. Run after any benchmark:
 
     python benchmarks/update_readme.py           # rewrite both files
     python benchmarks/update_readme.py --check   # exit 1 with a diff when either is stale
@@ -20,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _render as tables
+import _render_events as events
 import _render_serving as serving
 from _render import Missing, Results
 
@@ -51,12 +53,14 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "serving-drift": serving.serving_drift,
     "serving-startup": serving.serving_startup,
     "serving-redesign": serving.serving_redesign,
+    "events": events.events,
 }
 # The benchmark script that writes a block's results, for the placeholder when they are missing.
 SCRIPTS = {
     "demo": "demo.py",
     "serving": "serving.py --model BUNDLE",
     "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
+    "events_mixed": "events.py mixed --model BUNDLE (and its other scenarios)",
 }
 
 

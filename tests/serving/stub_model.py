@@ -53,6 +53,9 @@ class ReadOnlyServable:
     def repopulate_online_store(self) -> int:
         return 0
 
+    def refresh_candidates(self, limit: int = 64) -> int:
+        return 0
+
     def online_store_problem(self) -> str | None:
         return None
 

@@ -74,7 +74,7 @@ def serve(
             help="Events per second the service admits (split among the workers); over it, "
             "POST /v1/events answers 429 with Retry-After. 0: no limit.",
         ),
-    ] = 2000.0,
+    ] = 1000.0,
     snapshot_dir: Annotated[
         Path | None,
         typer.Option(
@@ -98,6 +98,15 @@ def serve(
             "retrieved and saved there.",
         ),
     ] = None,
+    candidate_refresh: Annotated[
+        str,
+        typer.Option(
+            help="When a user's events change their history, their cached candidates are "
+            "stale: 'background' serves them once more (ranked with fresh features, watched "
+            "videos still filtered) and retrieves them again off the request path; "
+            "'request' drops them and the next request retrieves them (slower).",
+        ),
+    ] = "background",
     max_requests_per_connection: Annotated[
         int,
         typer.Option(
@@ -124,6 +133,7 @@ def serve(
         model_threads=threads,
         candidate_cache=candidate_cache,
         candidate_cache_dir=candidate_cache_dir,
+        candidate_refresh=candidate_refresh,
         max_requests_per_connection=max_requests_per_connection,
         max_event_rate=max_event_rate,
         snapshot_dir=snapshot_dir,

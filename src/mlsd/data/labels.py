@@ -175,6 +175,7 @@ def positives(
     *,
     include_likes: bool = True,
     first_only: bool = True,
+    time_order: bool = True,
 ) -> pa.Table:
     """The positive interactions retrieval trains on: ``(user_id, video_id, timestamp)``.
 
@@ -182,16 +183,19 @@ def positives(
     ``include_likes``, when it is a ``like``. With ``first_only`` (the default) each
     (user, video) pair appears once, at the time of its first positive event (ties: the earlier
     row), so a re-watch or a like after a valid play does not count the pair twice; otherwise
-    every positive event is a row. Rows are sorted by timestamp, then input order.
+    every positive event is a row. Rows are sorted by timestamp, then input order; with
+    ``time_order`` False they keep the input order (the order of a log: then the result does
+    not depend on how a log with out-of-order times is cut into batches), and "first" is the
+    first in that order.
     """
     _check_columns(events)
     pos = valid_watch(events, videos, cfg)
     if include_likes:
         pos |= _is_type(events, "like")
     rows = np.flatnonzero(pos)
-    ms = _ms(events)[rows]
-    order = np.argsort(ms, kind="stable")
-    rows = rows[order]
+    if time_order:
+        ms = _ms(events)[rows]
+        rows = rows[np.argsort(ms, kind="stable")]
     if first_only and len(rows):
         k, _ = _pair_keys(_ids(events, "user_id")[rows], _ids(events, "video_id")[rows], len(rows))
         _, first = np.unique(k, return_index=True)

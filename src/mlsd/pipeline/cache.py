@@ -47,6 +47,12 @@ class CachedRetrieval:
         keyed = [s for s in retrieval.sources_ if isinstance(s, UserKeyed)]
         self._keyed: UserKeyed | None = keyed[0] if len(keyed) == 1 else None
         self._cold_ok = len(keyed) <= 1  # several keyed sources: no shared cold rows
+        #: serve a cached row whose user's history changed and retrieve it again in the
+        #: background (see :meth:`invalidate`); False: drop it and retrieve on the request
+        self.stale_while_revalidate = False
+        self._stale: set[int] = set()  # cached users whose history changed since retrieval
+        self._wanted: set[int] = set()  # of those, the ones requested since
+        self.stale_hits = 0
 
     # --------------------------------------------------------------------------- reads --
     def candidates_of(self, user_id: int, n_cand: int, cold: bool = False) -> tuple[Any, ...]:
@@ -59,6 +65,9 @@ class CachedRetrieval:
             hit = cache.get(key) if key is not None else None
             if key is None:
                 cache.misses += 1
+            if hit is not None and self._stale and key in self._stale:
+                self._wanted.add(key)  # served as it was; retrieved again in the background
+                self.stale_hits += 1
             if hit is not None:
                 pos, sources, rfeat = hit
                 items = np.where(pos >= 0, self.catalog.ids_at(np.maximum(pos, 0)), PAD)
@@ -67,9 +76,28 @@ class CachedRetrieval:
         return cand.items[0], cand.sources[0], cand.features[0]
 
     def invalidate(self, users: np.ndarray) -> None:
-        """Drop the cached rows of ``users`` (their history changed)."""
-        if self.cache is not None:
+        """``users``' history changed: drop their cached rows (the next request retrieves
+        online), or with :attr:`stale_while_revalidate` mark them stale: a request still gets
+        the row (ranked with fresh features, re-ranked with the fresh seen set) and asks for
+        it to be retrieved again (:meth:`take_wanted`, then
+        :meth:`~mlsd.pipeline.two_stage.TwoStage.refresh_candidates`), off the request
+        path (HTTP's stale-while-revalidate, RFC 5861)."""
+        if self.cache is None:
+            return
+        if not self.stale_while_revalidate:
             self.cache.invalidate(users)
+            return
+        self._stale.update(int(u) for u in np.asarray(users, np.int64).tolist())
+
+    def take_wanted(self, limit: int) -> np.ndarray:
+        """Up to ``limit`` stale users that were requested (no longer stale from now on:
+        the caller retrieves and puts their rows before the history changes again)."""
+        out: list[int] = []
+        while self._wanted and len(out) < limit:
+            u = self._wanted.pop()
+            self._stale.discard(u)
+            out.append(u)
+        return np.array(sorted(out), np.int64)
 
     # ---------------------------------------------------------------------- cold start --
     def buckets(self, users: np.ndarray) -> tuple[int, np.ndarray]:

@@ -26,13 +26,17 @@ class ServingOptions:
     ``candidate_cache``: retrieve every known user's candidates ahead (exact; a user's new
     events invalidate theirs); ``cache_dir``: keep them there between starts (reused when saved
     for this model, else computed and saved); ``threads``: threads retrieving ahead;
-    ``compile_ranker``: compile the ranker to native code when it can be.
+    ``compile_ranker``: compile the ranker to native code when it can be;
+    ``stale_while_revalidate``: a cached user whose history changed is served their previous
+    candidates once more while :meth:`Servable.refresh_candidates` retrieves them again off
+    the request path (False: retrieved on their next request).
     """
 
     candidate_cache: bool = True
     cache_dir: Path | None = None
     threads: int = 2
     compile_ranker: bool = True
+    stale_while_revalidate: bool = False
 
 
 @runtime_checkable
@@ -55,6 +59,11 @@ class Servable(Protocol):
 
     def apply_events(self, events: pa.Table) -> None:
         """Apply validated new events to the online state (history, features)."""
+        ...
+
+    def refresh_candidates(self, limit: int = 64) -> int:
+        """Retrieve again, off the request path, cached candidates served stale; returns how
+        many users (0: nothing to do)."""
         ...
 
     def online_snapshot(self) -> bytes:

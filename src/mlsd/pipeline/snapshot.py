@@ -17,6 +17,7 @@ reconstructors, nothing else), so a snapshot cannot execute code when read.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from typing import Any, Protocol
 
@@ -161,3 +162,29 @@ def restore(model: OnlineParts, payload: dict[str, Any]) -> int:
     model.cache.invalidate(np.union1d(model.touched_users_.array(), touched))
     model.touched_users_.replace(touched)
     return written
+
+
+def user_state(model: Any, u: int) -> dict[str, Any]:
+    """One user's online state in ``model`` (a fitted TwoStage, read-locked by the caller),
+    JSON-ready: ``history`` (positive video ids, newest first, up to 50), ``seen`` (distinct
+    items seen), ``blocked_creators`` (sorted), ``features`` (the user's record in the online
+    store: a float per feature, a list for vector features, NaN as None; the defaults for an
+    unknown user). Raises OnlineStoreUnavailable when the store is down."""
+    online = model.ranking.online_
+    lay = online.layouts["user"]
+    history = model.history_of(u, 50)
+    seen = len(np.unique(model.state.watched(u)))
+    blocked = sorted(model.state.blocked.get(u, ()))
+    record = online.store.get("user", np.array([u], np.int64), lay.features)[0]
+    features: dict[str, Any] = {}
+    lo = 0
+    for name, width in zip(lay.features, lay.widths, strict=True):
+        vals = [None if math.isnan(x) else x for x in record[lo : lo + width].tolist()]
+        lo += width
+        features[name] = vals[0] if model.ranking.registry[name].width == 1 else vals
+    return {
+        "history": [int(v) for v in history.tolist()],
+        "seen": seen,
+        "blocked_creators": [int(c) for c in blocked],
+        "features": features,
+    }

@@ -22,8 +22,12 @@ SEEN_EVENTS = ("play", "like", "rating", "share")
 EXPOSURE_DAYS = 7  # impressions counted in an item's recent exposure (exploration's input)
 
 
-def append_events(history: History, table: pa.Table, *, new_pairs_only: bool = False) -> None:
-    """Append the (user, video, time) rows of ``table`` to ``history``, in time order.
+def append_events(
+    history: History, table: pa.Table, *, new_pairs_only: bool = False, time_order: bool = True
+) -> None:
+    """Append the (user, video, time) rows of ``table`` to ``history``, in time order (with
+    ``time_order`` False: in the table's order, a log's arrival order, so that appending a log
+    batch by batch gives the same history however it is cut, even with out-of-order times).
 
     ``new_pairs_only``: skip the items a user's history already holds, so that a history
     built from a log's first positive per (user, video) pair (``positives(first_only=True)``)
@@ -33,7 +37,7 @@ def append_events(history: History, table: pa.Table, *, new_pairs_only: bool = F
         return
     u, v = ids(table, "user_id"), ids(table, "video_id")
     t = timestamps_ms(table.column("timestamp"))
-    order = np.lexsort((t, u))
+    order = np.lexsort((t, u)) if time_order else np.argsort(u, kind="stable")
     u, v, t = u[order], v[order], t[order]
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
     for s, e in zip(starts.tolist(), np.r_[starts[1:], len(u)].tolist(), strict=True):
@@ -99,8 +103,10 @@ class UserState:
                 self.blocked.setdefault(u, set()).add(int(c))
 
     def apply(self, events: pa.Table) -> None:
-        """New events: seen items and blocked creators."""
-        append_events(self.seen, events.filter(pa.array(events_of(events, *SEEN_EVENTS))))
+        """New events (a log's next records, in its order): seen items and blocked
+        creators."""
+        seen = events.filter(pa.array(events_of(events, *SEEN_EVENTS)))
+        append_events(self.seen, seen, time_order=False)
         self._add_blocked(events)
 
     def watched(self, user_id: int) -> np.ndarray:

@@ -18,7 +18,6 @@ inspected per user (:meth:`TwoStage.user_state`).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import pyarrow as pa
 from mlsd.concurrency import ReadWriteLock
 from mlsd.data.dataset import Dataset
 from mlsd.data.labels import positives as label_positives
-from mlsd.errors import CacheMismatch, DataError, NotFittedError
+from mlsd.errors import CacheMismatch, DataError, NotFittedError, OnlineStoreUnavailable
 from mlsd.features import FeatureRegistry, MemoryStore, OnlineStore
 from mlsd.features.signals import timestamps_ms
 from mlsd.pipeline import batch, online, snapshot
@@ -116,6 +115,7 @@ class TwoStage:
         self.n_unknown_users_ = 0
         self.ranker_compiled_ = False  # see prepare
         self.touched_users_ = TouchedUsers()  # users apply_events changed (see snapshot)
+        self.store_missed_writes_: str | None = None  # why the store lacks applied events
 
     # ------------------------------------------------------------------------- training --
     def fit(self, data: Dataset | Any) -> TwoStage:
@@ -288,7 +288,8 @@ class TwoStage:
     def apply_events(self, events: pa.Table) -> None:
         """Apply new events (mlsd events schema): online features, the retrieval history
         (valid watches and likes: a (user, video) pair once, at its first positive), the seen
-        set and blocked creators; the candidate cache forgets their users. Unknown items are
+        set and blocked creators; the candidate cache forgets the users whose history gained
+        positives (candidates depend on nothing else that events change). Unknown items are
         ignored by each part and counted there.
 
         The result is a function of the events alone, whatever batches they come in, when
@@ -297,16 +298,37 @@ class TwoStage:
         self._check()
         if events.num_rows == 0:
             return
+        # outside the lock (requests wait on it): reads only the events and the catalog
+        # log order, not time order: the same however the log is cut (retries come late)
+        pos = label_positives(
+            events, self.dataset_.videos, self.config.label, include_likes=True, time_order=False
+        )
         with self.lock.write():
-            users = ids(events, "user_id")
-            self.cache.invalidate(users)
-            self.touched_users_.add(users)
-            self.ranking.online_.update_from_events(events)
-            pos = label_positives(
-                events, self.dataset_.videos, self.config.label, include_likes=True
-            )
-            append_events(self.retrieval.history_, pos, new_pairs_only=True)
+            self.touched_users_.add(ids(events, "user_id"))
+            try:
+                self.ranking.online_.update_from_events(events)
+            except OnlineStoreUnavailable as e:  # the state has the events, the store not
+                self.store_missed_writes_ = str(e)
+            append_events(self.retrieval.history_, pos, new_pairs_only=True, time_order=False)
+            if pos.num_rows:
+                self.cache.invalidate(ids(pos, "user_id"))
             self.state.apply(events)
+
+    def refresh_candidates(self, limit: int = 64) -> int:
+        """Retrieve again up to ``limit`` cached rows served stale (see
+        :attr:`~.cache.CachedRetrieval.stale_while_revalidate`), in one batch, from the
+        thread that applies events; returns how many users."""
+        self._check()
+        cache = self.cache.cache
+        users = self.cache.take_wanted(limit)
+        if cache is None or not len(users):
+            return 0
+        with self.lock.read():  # requests go on while the batch is retrieved
+            cand = self.retrieval.retrieve(users, cache.width)
+        rows = self.state.catalog.index_of(cand.items)
+        with self.lock.write():  # no request reads a row while it is overwritten
+            cache.put(users, rows, cand.sources, cand.features)
+        return len(users)
 
     def history_of(self, user_id: int, n: int = 10) -> np.ndarray:
         """The user's most recent positive item ids, newest first."""
@@ -343,33 +365,31 @@ class TwoStage:
             self.mark_populated()
         return n
 
-    def user_state(self, user_id: int) -> dict[str, Any]:
-        """One user's online state, JSON-ready: ``history`` (positive video ids, newest first,
-        up to 50), ``seen`` (distinct items seen), ``blocked_creators`` (sorted),
-        ``features`` (the user's record in the online store: a float per feature, a list for
-        vector features, NaN as None; the defaults for an unknown user). Raises
-        OnlineStoreUnavailable when the store is down."""
+    def online_store_problem(self) -> str | None:
+        """Why the store lacks records (no population marker: an emptied Redis; or writes
+        failed while it was down), else None. Another version's marker is fine (a reload)."""
         self._check()
-        u = int(user_id)
-        online = self.ranking.online_
-        lay = online.layouts["user"]
+        if self.ranking.online_.store.populated() is None:
+            return "the online store holds no records (emptied or restarted)"
+        if self.store_missed_writes_ is not None:
+            return f"the online store missed writes: {self.store_missed_writes_}"
+        return None
+
+    def repopulate_online_store(self) -> int:
+        """:meth:`rewrite_online_store` without the write lock, for the thread that applies
+        events: requests go on, degraded by a store that checks its marker
+        (``RedisStore.require_populated``) until the marker is written back, last."""
+        self._check()
+        n = sum(self.ranking.online_.rewrite_store().values())
+        self.mark_populated()
+        self.store_missed_writes_ = None
+        return n
+
+    def user_state(self, user_id: int) -> dict[str, Any]:
+        """One user's online state, JSON-ready (see :func:`.snapshot.user_state`)."""
+        self._check()
         with self.lock.read():
-            history = self.history_of(u, 50)
-            seen = len(np.unique(self.state.watched(u)))
-            blocked = sorted(self.state.blocked.get(u, ()))
-            record = online.store.get("user", np.array([u], np.int64), lay.features)[0]
-        features: dict[str, Any] = {}
-        lo = 0
-        for name, width in zip(lay.features, lay.widths, strict=True):
-            vals = [None if math.isnan(x) else x for x in record[lo : lo + width].tolist()]
-            lo += width
-            features[name] = vals[0] if self.ranking.registry[name].width == 1 else vals
-        return {
-            "history": [int(v) for v in history.tolist()],
-            "seen": seen,
-            "blocked_creators": [int(c) for c in blocked],
-            "features": features,
-        }
+            return snapshot.user_state(self, int(user_id))
 
     # -------------------------------------------------------------- candidate cache --
     def candidate_cache_key(self) -> dict[str, Any]:
@@ -419,6 +439,7 @@ class TwoStage:
             ok = self.ranker_compiled_ = self.ranker_.compile()
             took = time.perf_counter() - t0
             say(f"ranker {'compiled' if ok else 'NOT compiled'} in {took:.1f} s")
+        self.cache.stale_while_revalidate = options.stale_while_revalidate
         if not options.candidate_cache:
             return
         t0 = time.perf_counter()

@@ -184,7 +184,8 @@ class CandidateCache:
             what = ", ".join(f"{k} {saved.get(k)!r} (wanted {key.get(k)!r})" for k in diff[:3])
             raise CacheMismatch(f"{d}: saved for another model: {what}")
         try:
-            arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r") for n in _ARRAYS}
+            # copy-on-write: rows retrieved again after events go to this process's own pages
+            arrays = {n: np.load(d / f"{n}.npy", mmap_mode="c") for n in _ARRAYS}
         except (OSError, ValueError) as e:
             raise CacheMismatch(f"{d}: cannot read the arrays ({e})") from None
         width, n_ranks = int(meta["width"]), int(meta["n_ranks"])

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class _Pool:
@@ -68,19 +70,37 @@ class _Pool:
         self.idle.clear()
 
 
-async def _exchange(
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
-) -> tuple[int, bytes, bool]:
-    """Send one request, read one response: (status, body, keep the connection)."""
+@dataclass
+class Reply:
+    """One HTTP response: status, headers (names lower-cased, values stripped), body, and
+    whether the connection may carry another request."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    keep: bool
+
+
+async def exchange(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> Reply:
+    """Send one request (raw HTTP/1.1 bytes), read one response with a Content-Length.
+
+    Raises ``ValueError`` for a response without Content-Length (chunked is not supported),
+    ``asyncio.IncompleteReadError`` when the server closes mid-response, ``OSError`` on a
+    broken connection.
+    """
     reader, writer = conn
     writer.write(raw)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
     length, keep = None, True
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
+        if not name:
+            continue
+        headers[name.decode("latin-1")] = value.strip().decode("latin-1")
         if name == b"content-length":
             length = int(value)
         elif name == b"connection" and value.strip().lower() == b"close":
@@ -88,7 +108,15 @@ async def _exchange(
     if length is None:
         raise ValueError("response without Content-Length")
     body = await reader.readexactly(length)
-    return status, body, keep
+    return Reply(status, headers, body, keep)
+
+
+async def _exchange(
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
+) -> tuple[int, bytes, bool]:
+    """Send one request, read one response: (status, body, keep the connection)."""
+    r = await exchange(conn, raw)
+    return r.status, r.body, r.keep
 
 
 @dataclass
@@ -187,3 +215,153 @@ def recommendation_requests(host: str, port: int, users: np.ndarray, k: int) -> 
             % (host.encode(), port, len(body), body)
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# several request streams in one loop, each with its own rate, connections and retry policy
+
+#: Given the last reply (None when there was none: timeout, refused, reset) and the number of
+#: attempts made so far, the seconds to wait before the next attempt, or None to stop.
+RetryPolicy = Callable[[Reply | None, int], float | None]
+
+
+@dataclass
+class Stream:
+    """One open-loop stream: request *i* is due ``start_s + i / rate`` seconds after the common
+    start. ``fresh_connections`` opens (and closes) a connection per attempt, so the connect
+    time is in the latency; otherwise a keep-alive pool of ``max_connections`` is used.
+    ``on_reply(i, reply)`` sees every reply of every attempt. With ``retry``, a request is sent
+    again until the policy says stop or ``give_up_s`` have passed since its due time; its
+    latency then runs from the due time to its last reply."""
+
+    name: str
+    requests: Sequence[bytes]
+    rate: float
+    start_s: float = 0.0
+    fresh_connections: bool = False
+    max_connections: int = 256
+    warm_connections: int = 0
+    timeout_s: float = 5.0
+    on_reply: Callable[[int, Reply], None] | None = None
+    retry: RetryPolicy | None = None
+    give_up_s: float = 60.0
+
+
+@dataclass
+class StreamRun:
+    """Per request of one stream: due time (s after the common start), latency (s, NaN when no
+    attempt was answered), last status (0: no answer), attempts; ``errors`` counts every failed
+    attempt by kind (``timeout``, an exception name, ``http NNN`` for statuses >= 400)."""
+
+    name: str
+    due_s: np.ndarray
+    latency_s: np.ndarray
+    status: np.ndarray
+    attempts: np.ndarray
+    errors: dict[str, int] = field(default_factory=dict)
+    max_lag_s: float = 0.0
+    peak_connections: int = 0
+
+
+async def drive_streams(
+    host: str, port: int, streams: Sequence[Stream], *, start: float | None = None
+) -> dict[str, StreamRun]:
+    """Drive ``streams`` concurrently in the running loop until every request is finished.
+
+    ``start`` is the common zero on the ``time.perf_counter`` clock (default: 10 ms from now),
+    so that a caller's side tasks (a fault injected at t = 5 s) share the schedule's clock.
+    Stream names must be unique; a rate must be positive.
+    """
+    if len({s.name for s in streams}) != len(streams) or any(s.rate <= 0 for s in streams):
+        raise ValueError("streams need unique names and positive rates")
+    now = time.perf_counter
+    t0 = now() + 0.01 if start is None else start
+    runs: dict[str, StreamRun] = {}
+
+    async def attempt(s: Stream, pool: _Pool | None, raw: bytes, run: StreamRun) -> Reply | None:
+        conn = None
+        keep = False
+        try:
+            async with asyncio.timeout(s.timeout_s):
+                conn = await (asyncio.open_connection(host, port) if pool is None else pool.get())
+                reply = await exchange(conn, raw)
+            keep = reply.keep and pool is not None
+            if reply.status >= 400:
+                run.errors[f"http {reply.status}"] = run.errors.get(f"http {reply.status}", 0) + 1
+            return reply
+        except TimeoutError:
+            run.errors["timeout"] = run.errors.get("timeout", 0) + 1
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+            kind = type(e).__name__
+            run.errors[kind] = run.errors.get(kind, 0) + 1
+        finally:
+            if conn is not None:
+                if not keep:
+                    conn[1].close()
+                if pool is not None:
+                    await pool.put(conn if keep else None)
+        return None
+
+    async def one(s: Stream, pool: _Pool | None, run: StreamRun, i: int, due: float) -> None:
+        n = 0
+        while True:
+            n += 1
+            reply = await attempt(s, pool, s.requests[i], run)
+            run.attempts[i] = n
+            if reply is not None:
+                run.latency_s[i] = now() - due
+                run.status[i] = reply.status
+                if s.on_reply is not None:
+                    s.on_reply(i, reply)
+            else:
+                run.status[i] = 0
+                run.latency_s[i] = np.nan  # the last attempt got no answer
+            wait = None if s.retry is None else s.retry(reply, n)
+            if wait is None or now() + wait - due > s.give_up_s:
+                return
+            await asyncio.sleep(wait)
+
+    async def schedule(s: Stream) -> None:
+        n = len(s.requests)
+        run = StreamRun(
+            s.name,
+            s.start_s + np.arange(n) / s.rate,
+            np.full(n, np.nan),
+            np.zeros(n, dtype=np.int16),
+            np.zeros(n, dtype=np.int16),
+        )
+        runs[s.name] = run
+        pool = None if s.fresh_connections else _Pool(host, port, s.max_connections)
+        if pool is not None and s.warm_connections:
+            warm = [await pool.get() for _ in range(min(s.warm_connections, s.max_connections))]
+            for conn in warm:
+                await pool.put(conn)
+        mine: set[asyncio.Task[None]] = set()
+        for i in range(n):
+            due = t0 + float(run.due_s[i])
+            delay = due - now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                run.max_lag_s = max(run.max_lag_s, -delay)
+            t = asyncio.create_task(one(s, pool, run, i, due))
+            mine.add(t)
+            t.add_done_callback(mine.discard)
+        if mine:
+            await asyncio.wait(set(mine))
+        if pool is not None:
+            run.peak_connections = pool.peak
+            pool.close()
+
+    await asyncio.gather(*(schedule(s) for s in streams))
+    return runs
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """:func:`run_loop` for any coroutine: on uvloop when installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

@@ -26,8 +26,8 @@ so copy, every object's header). This is gunicorn's ``--preload`` design.
   requests finish), then the supervisor exits. SIGHUP: the supervisor loads the bundle at
   ``--model`` again (a symlink retargeted, say) on a thread of its own, while it goes on
   accepting and handing connections to the old workers (and forking the old model again for a
-  worker that dies meanwhile); once loaded, it replaces the workers one at a time: new
-  connections go to the new workers at once, the old ones finish what they have. A bundle that
+  worker that dies meanwhile); once loaded, it forks every new worker, so that all new
+  connections go to the new version at once, and the old workers finish what they have. A bundle that
   does not load leaves the old workers serving. A SIGHUP during a load is remembered and loads
   again once the first is in place (one load at a time). A reload needs memory for both models
   while the old workers drain. A worker forked during a load is forked from a process with a
@@ -411,9 +411,13 @@ class Supervisor:
 
     def _replace(self, new: Any) -> Any:
         gc.freeze()  # the new model's objects too (collected by the loader thread)
-        for pid, slot in list(self.children.items()):
+        old = list(self.children.items())
+        # every slot's new worker first, so that from this moment every new connection goes to
+        # the new version (no connection alternates between versions); then the old workers
+        # finish what they have and exit together
+        for _, slot in old:
             self._fork(new, slot)
-            self._terminate([pid])
+        self._terminate([pid for pid, _ in old])
         log.warning("reloaded: %d workers replaced", self.n)
         return new
 

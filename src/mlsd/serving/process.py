@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +41,7 @@ class ServerProcess:
 
     Use as a context manager; ``stop()`` sends SIGTERM (then SIGKILL), ``kill()`` sends SIGKILL
     at once (for crash tests). The child's stdout and stderr go to ``log_path``.
+    ``extra_args`` are appended to the ``mlsd serve`` command line as given.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout_s: float = 60.0,
         log_path: str | Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -73,6 +76,8 @@ class ServerProcess:
             cmd += ["--no-candidate-cache"]
         if candidate_cache_dir is not None:
             cmd += ["--candidate-cache-dir", str(candidate_cache_dir)]
+        # options this class has no keyword for (e.g. --max-event-rate), passed verbatim
+        cmd += [str(a) for a in extra_args]
         self.cmd = cmd
         self.env = {**os.environ, **(env or {})}
         self.env.pop("MLSD_API_KEY", None)

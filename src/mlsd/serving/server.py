@@ -12,7 +12,8 @@ workers that each load it.
 
 Hot reload with several workers: ``/admin/reload`` would only swap the model of the one worker
 that received the request, so it is refused; instead point ``--model`` at a symlink, retarget
-it, and send ``SIGHUP`` to the ``mlsd serve`` process, which replaces the workers one at a time.
+it, and send ``SIGHUP`` to the ``mlsd serve`` process, which loads it (and replays the event
+log into it) while the old workers serve, then replaces them all.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ class _NoReloadAcrossWorkers:
 
 
 def prepare(
-    model: Servable, *, candidate_cache: bool = True, cache_dir: str | Path | None = None
+    model: Servable,
+    *,
+    candidate_cache: bool = True,
+    cache_dir: str | Path | None = None,
+    stale_while_revalidate: bool = False,
 ) -> Servable:
     """Serving-only preparation of a loaded model (see :meth:`Servable.prepare`), each step
     reported on stderr; returns the model."""
@@ -84,6 +89,7 @@ def prepare(
             candidate_cache=candidate_cache,
             cache_dir=Path(cache_dir) if cache_dir is not None else None,
             threads=PRECOMPUTE_THREADS,
+            stale_while_revalidate=stale_while_revalidate,
         ),
         _say,
     )
@@ -104,6 +110,7 @@ def _loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
             load_bundle(model_dir, **kwargs),
             candidate_cache=settings.candidate_cache,
             cache_dir=settings.candidate_cache_dir,
+            stale_while_revalidate=settings.candidate_refresh == "background",
         )
 
     return load

@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
@@ -34,6 +34,7 @@ ENV = {
     "model_threads": "MLSD_MODEL_THREADS",
     "candidate_cache": "MLSD_CANDIDATE_CACHE",
     "candidate_cache_dir": "MLSD_CANDIDATE_CACHE_DIR",
+    "candidate_refresh": "MLSD_CANDIDATE_REFRESH",
     "max_requests_per_connection": "MLSD_MAX_REQUESTS_PER_CONNECTION",
     "max_event_rate": "MLSD_MAX_EVENT_RATE",
     "snapshot_dir": "MLSD_SNAPSHOT_DIR",
@@ -48,6 +49,7 @@ OPTIONS = {
     "model_threads": "--threads",
     "candidate_cache": "--candidate-cache",
     "candidate_cache_dir": "--candidate-cache-dir",
+    "candidate_refresh": "--candidate-refresh",
     "max_requests_per_connection": "--max-requests-per-connection",
     "max_event_rate": "--max-event-rate",
     "snapshot_dir": "--snapshot-dir",
@@ -61,14 +63,16 @@ def _path_text(v: object) -> object:
 # an empty variable of these: not set
 _OPTIONAL = frozenset(("api_key", "event_log", "candidate_cache_dir", "snapshot_dir"))
 _ONLINE_STORE = r"^(?:memory$|redis://)"
-DEFAULT_MAX_EVENT_RATE = 2000.0  # events/s for the whole service (split among its workers)
+DEFAULT_MAX_EVENT_RATE = 1000.0  # events/s for the whole service (split among its workers)
 
 
 class ServeSettings(StrictModel):
     """What ``mlsd serve`` runs: the bundle, the online store (``memory`` or
     ``redis://HOST:PORT``), the write endpoints' key, the event log (a file path or
     ``redis://HOST:PORT/DB`` for a Redis stream), worker processes, model threads per worker
-    (0: on the event loop), the candidate cache (and its directory), requests per keep-alive
+    (0: on the event loop), the candidate cache (its directory, and whether a user's
+    candidates made stale by their events are retrieved again in the background or on their
+    next request), requests per keep-alive
     connection (0: no limit), the events per second admitted (0: no limit) and where
     snapshots of the online state go (default: beside a file event log).
 
@@ -86,6 +90,7 @@ class ServeSettings(StrictModel):
     model_threads: int = Field(default=DEFAULT_MODEL_THREADS, ge=0)
     candidate_cache: bool = True
     candidate_cache_dir: Path | None = None
+    candidate_refresh: Literal["background", "request"] = "background"
     max_requests_per_connection: int = Field(default=DEFAULT_MAX_REQUESTS_PER_CONNECTION, ge=0)
     max_event_rate: float = Field(default=DEFAULT_MAX_EVENT_RATE, ge=0)
     snapshot_dir: Path | None = None
@@ -105,6 +110,7 @@ class ServeSettings(StrictModel):
             ENV["model_threads"]: str(self.model_threads),
             ENV["max_requests_per_connection"]: str(self.max_requests_per_connection),
             ENV["candidate_cache"]: "1" if self.candidate_cache else "0",
+            ENV["candidate_refresh"]: self.candidate_refresh,
             ENV["max_event_rate"]: repr(self.max_event_rate),
         }
         if self.api_key is not None:
@@ -175,5 +181,6 @@ _EXPECTED = {
     "event_log": "a file path or redis://HOST:PORT/DB",
     "candidate_cache": "1 or 0 (true or false)",
     "candidate_cache_dir": "a path",
+    "candidate_refresh": "'background' or 'request'",
     "snapshot_dir": "a path",
 }

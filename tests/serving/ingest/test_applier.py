@@ -46,6 +46,9 @@ class Recording:
     def online_store_problem(self) -> str | None:
         return self.problem
 
+    def refresh_candidates(self, limit: int = 64) -> int:
+        return 0
+
     def repopulate_online_store(self) -> int:
         self.problem = None
         self.repopulated += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlsd.serving.app import API_KEY_HEADER
-from mlsd.serving.eventlog import read_events
 from mlsd.serving.process import ServerProcess
+from tests.features.conftest import start_redis
+from tests.serving.ingest.conftest import Target, ids_in
 
 KEY = "ingest-key"
 WHEN = "2026-02-01T20:15:00Z"  # a fixed request time: slates are then deterministic
@@ -82,33 +84,71 @@ def test_a_new_users_events_reach_both_workers_and_they_agree(
 
 
 def test_kill_9_then_restart_replays_the_log_and_retries_are_stored_once(
-    tmp_path: Path, real_bundle: Path, tiny_dataset: Path
+    tmp_path: Path, real_bundle: Path, tiny_dataset: Path, target: Target
 ) -> None:
-    log = tmp_path / "ev.jsonl"
+    """The same on both event-log backends: a JSON-lines file and a Redis stream."""
     user, vids = 123_456_789, _videos(tiny_dataset)
-    srv = ServerProcess(real_bundle, workers=2, api_key=KEY, event_log=log).start()
+    srv = ServerProcess(real_bundle, workers=2, api_key=KEY, event_log=target.target).start()
     try:
-        assert (
-            _fresh(srv.url, "POST", "/v1/events", **_plays(user, vids[:3], "k1")).status_code == 200
-        )
-        assert (
-            _fresh(srv.url, "POST", "/v1/events", **_plays(user, vids[3:], "k2")).status_code == 200
-        )
+        for part, key in ((vids[:3], "k1"), (vids[3:], "k2")):
+            assert (
+                _fresh(srv.url, "POST", "/v1/events", **_plays(user, part, key)).status_code == 200
+            )
         time.sleep(0.3)
         before = _states(srv.url, user)
         assert len({orjson.dumps(s) for s in before.values()}) == 1
+        assert before[next(iter(before))]["history"]  # the plays are in it
     finally:
         srv.kill()
-    with ServerProcess(real_bundle, workers=2, api_key=KEY, event_log=log) as again:
+    with ServerProcess(real_bundle, workers=2, api_key=KEY, event_log=target.target) as again:
         after = _states(again.url, user)
         assert len(after) == 2
-        assert {orjson.dumps(s) for s in after.values()} == {
-            orjson.dumps(next(iter(before.values())))
-        }
+        expected = orjson.dumps(next(iter(before.values())))
+        assert {orjson.dumps(s) for s in after.values()} == {expected}
         retry = _fresh(again.url, "POST", "/v1/events", **_plays(user, vids[:3], "k1"))
         assert retry.json() == {"accepted": 3, "stored": 0, "duplicates": 3}
-    ids = [r["event_id"] for r in read_events(log)]
+    ids = ids_in(target.open())
     assert sorted(ids) == sorted([f"k1:{i}" for i in range(3)] + [f"k2:{i}" for i in range(3)])
+
+
+@pytest.mark.redis
+def test_an_online_store_that_comes_back_empty_is_repopulated_while_unready(
+    tmp_path: Path, real_bundle: Path, tiny_dataset: Path
+) -> None:
+    redis_server = start_redis()
+    user = 4_242_424
+    try:
+        with ServerProcess(
+            real_bundle,
+            workers=2,
+            api_key=KEY,
+            event_log=tmp_path / "ev.jsonl",
+            online_store=redis_server.url,
+        ) as srv:
+            posted = _fresh(srv.url, "POST", "/v1/events", **_plays(user, _videos(tiny_dataset)))
+            assert posted.status_code == 200
+            time.sleep(0.3)
+            probe = {"user_id": user, "k": 10, "context": {"time": WHEN}}
+            before = _fresh(srv.url, "POST", "/v1/recommendations", json=probe).json()
+            assert not before["degraded"] and not before["cold_start"]
+            with socket.create_connection((redis_server.host, redis_server.port)) as r:
+                r.sendall(b"FLUSHALL\r\n")
+                assert r.recv(16).startswith(b"+OK")
+            # (unready while it lasts: tests/serving/ingest/test_applier.py; on the tiny
+            # bundle it lasts milliseconds) both workers repopulate and say how long it took
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 20:
+                if srv.log_path.read_text().count("online store repopulated") >= 2:
+                    break
+                time.sleep(0.05)
+            assert srv.log_path.read_text().count("online store repopulated") >= 2
+            metrics = _fresh(srv.url, "GET", "/metrics").text
+            assert "mlsd_online_store_repopulate_seconds" in metrics
+            assert _fresh(srv.url, "GET", "/readyz").status_code == 200
+            after = _fresh(srv.url, "POST", "/v1/recommendations", json=probe).json()
+            assert after["items"] == before["items"] and not after["degraded"]
+    finally:
+        redis_server.stop()
 
 
 def test_sighup_reload_replays_the_log_into_the_new_workers(

@@ -2,8 +2,9 @@
 
 Every worker process runs one :class:`Tailer`: a thread that reads the log after the position
 its live model has applied, applies what it finds in chunks (so that a read request waits for
-at most one chunk's write lock), and when caught up waits for the next poll (other processes'
-appends) or its own process's next append, whichever comes first. All
+at most one chunk's write lock), and when caught up waits for the next poll: its own appends
+are not applied at once either, so that applies come in batches (an apply has a fixed cost of
+a few milliseconds, and requests wait for its write lock). All
 workers read the same log in the same order, so they reach the same online state, whichever
 worker accepted an event (an event is visible everywhere within the poll interval plus one
 chunk).
@@ -279,11 +280,6 @@ class Tailer:
         self._thread.start()
         return self
 
-    def notify(self) -> None:
-        """New records are in the log (this process appended them): look now rather than at
-        the next poll."""
-        self._wake.set()
-
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -319,6 +315,7 @@ class Tailer:
             if now >= next_check:
                 self._check_store()
                 next_check = now + self.store_check_s
+            self._refresh_candidates()
             self._maybe_snapshot(now)
             self._report()
             if n < self.chunk:
@@ -356,12 +353,19 @@ class Tailer:
                 return 0
             skipped = apply_records(model, res.records)
             self.position = res.next
+
         self.applied += len(res.records)
         self.skipped += skipped
         if len(res.records) < self.chunk:
             self._oldest_unapplied_ms = None
             self._caught_up.set()
         return len(res.records)
+
+    def _refresh_candidates(self) -> None:
+        try:  # cached candidates served stale since the last round (the model's option)
+            self.holder.get().refresh_candidates()
+        except Exception:
+            log.exception("retrieving stale cached candidates again failed")
 
     def _check_store(self) -> None:
         model = self.holder.get()

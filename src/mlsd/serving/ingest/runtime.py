@@ -106,7 +106,6 @@ class Ingestion:
         t0 = time.perf_counter()
         fut = self.commit.submit(records)
         result = await asyncio.wrap_future(fut)
-        self.tailer.notify()
         if self.metrics is not None:
             self.metrics.event_commit.observe(time.perf_counter() - t0)
         return result
