@@ -170,14 +170,16 @@ def one_config(
         host, port = server.host, server.port
         if warmup_s > 0:
             warm = [
-                recommendation_request(host, port, u)
+                recommendation_request(host, port, u, time=None)
                 for u in pop.readers(int(read_rate * warmup_s), rng)
             ]
             run_coroutine(
                 drive_streams(host, port, [Stream("warm", warm, read_rate, timeout_s=timeout_s)])
             )
         n_reads, n_writes = int(read_rate * duration_s), int(write_rate * duration_s)
-        reads = [recommendation_request(host, port, u) for u in pop.readers(n_reads, rng)]
+        reads = [
+            recommendation_request(host, port, u, time=None) for u in pop.readers(n_reads, rng)
+        ]
         writes = write_requests(
             pop,
             n=n_writes,
