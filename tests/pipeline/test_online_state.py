@@ -357,3 +357,46 @@ def test_histories_follow_the_log_order_even_when_times_go_back(bundle: Path) ->
         )
     assert any(h for h, _ in runs[0].values())
     assert all(r == runs[0] for r in runs[1:])
+
+
+def test_stale_while_revalidate_serves_once_then_refreshes_off_the_request_path(
+    bundle: Path,
+) -> None:
+    from mlsd.pipeline.servable import ServingOptions
+
+    rec = load(bundle)
+    rec.prepare(ServingOptions(stale_while_revalidate=True, compile_ranker=False), lambda m: None)
+    calls: list[int] = []
+    retrieve = rec.retrieval.retrieve
+
+    def counted(users: np.ndarray, n: int) -> Any:
+        calls.append(len(users))
+        return retrieve(users, n)
+
+    rec.retrieval.retrieve = counted  # type: ignore[method-assign]
+    n = rec.config.candidates
+    known = int(rec.candidate_cache_.users[-1])  # type: ignore[union-attr]
+    new = int(rec.retrieval.history_.users().max()) + 1
+    videos = rec.state.catalog.item_ids[:3].tolist()
+
+    def watch(user: int, video: int) -> None:
+        rows = [{"user_id": user, "video_id": video, "event_type": "like",
+                 "timestamp": rec.now_ms_ + 1000, "watch_seconds": None}]  # fmt: skip
+        rec.apply_events(
+            validate({"events": pa.Table.from_pylist(rows)}, {"events": "t"})[0]["events"]
+        )
+
+    for user in (known, new):
+        before = rec.cache.candidates_of(user, n)[0].copy()
+        watch(user, videos[0])
+        calls.clear()
+        stale = rec.cache.candidates_of(user, n)[0]  # served at once, from the row it had
+        if user == known:
+            np.testing.assert_array_equal(stale, before)
+        assert calls == [] or user == new  # a new user's first history: retrieved once
+        assert rec.refresh_candidates() == 1 and calls[-1] == 1
+        fresh = retrieve(np.array([user], np.int64), n).items[0]
+        calls.clear()
+        np.testing.assert_array_equal(rec.cache.candidates_of(user, n)[0], fresh)
+        assert calls == []  # and from then on, from the cache
+        assert rec.refresh_candidates() == 0

@@ -64,5 +64,7 @@ def test_posted_watches_shift_the_next_recommendations_toward_their_topic() -> N
     ]
     r = client.post("/v1/events", json={"events": events}, headers={API_KEY_HEADER: KEY})
     assert r.status_code == 200, r.text
+    # durable now, applied off the request path within a poll of the tailer
+    assert client.app.state.service.ingestion.tailer.wait_caught_up(5.0)  # type: ignore[attr-defined]
     after = topics_served(now + timedelta(minutes=1))
     assert (after == target).sum() > (before == target).sum()

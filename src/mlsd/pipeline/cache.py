@@ -11,6 +11,7 @@ history or attributes in one bucket share a row.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,10 @@ COLD_KEY_SPAN = 1 << 40
 COLD_PROBE_START = 1 << 52  # where unknown ids that stand for a bucket are looked for
 
 
+#: late rows kept at most (~10 KB each at 300 candidates)
+LATE_ROWS = 20_000
+
+
 class CachedRetrieval:
     """``retrieval``'s candidates, from a :class:`~mlsd.retrieval.cache.CandidateCache` when
     the user is in it, else retrieved now. ``catalog`` maps item ids to the dense positions
@@ -53,6 +58,10 @@ class CachedRetrieval:
         self._stale: set[int] = set()  # cached users whose history changed since retrieval
         self._wanted: set[int] = set()  # of those, the ones requested since
         self.stale_hits = 0
+        # with stale_while_revalidate, rows of users outside the precomputed cache (new users
+        # with a history), kept once retrieved: a bounded, first-in-first-out dict
+        self._late: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._late_lock = threading.Lock()
 
     # --------------------------------------------------------------------------- reads --
     def candidates_of(self, user_id: int, n_cand: int, cold: bool = False) -> tuple[Any, ...]:
@@ -72,8 +81,36 @@ class CachedRetrieval:
                 pos, sources, rfeat = hit
                 items = np.where(pos >= 0, self.catalog.ids_at(np.maximum(pos, 0)), PAD)
                 return items, sources, rfeat
+        late = not cold and self.stale_while_revalidate and cache is not None
+        if late and cache is not None and cache.width == n_cand:
+            row = self._late.get(user_id)
+            if row is not None:
+                if user_id in self._stale:
+                    self._wanted.add(user_id)
+                    self.stale_hits += 1
+                return row
         cand = self.retrieval.retrieve(np.array([user_id], np.int64), n_cand)
-        return cand.items[0], cand.sources[0], cand.features[0]
+        row = (cand.items[0], cand.sources[0], cand.features[0])
+        if late:
+            self._keep_late(user_id, row)
+        return row
+
+    def _keep_late(self, user_id: int, row: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        with self._late_lock:
+            self._late[int(user_id)] = row
+            while len(self._late) > LATE_ROWS:
+                self._late.pop(next(iter(self._late)))
+
+    def store_rows(self, users: np.ndarray, cand: Any) -> None:
+        """Store freshly retrieved candidates (a :class:`~mlsd.pipeline.retrieval` result for
+        ``users``): in the cache for its users, as late rows for the others."""
+        cache = self.cache
+        if cache is None:
+            return
+        cache.put(users, self.catalog.index_of(cand.items), cand.sources, cand.features)
+        _, found = cache._rows(users)
+        for i in np.flatnonzero(~found).tolist():
+            self._keep_late(int(users[i]), (cand.items[i], cand.sources[i], cand.features[i]))
 
     def invalidate(self, users: np.ndarray) -> None:
         """``users``' history changed: drop their cached rows (the next request retrieves

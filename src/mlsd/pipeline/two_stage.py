@@ -325,9 +325,8 @@ class TwoStage:
             return 0
         with self.lock.read():  # requests go on while the batch is retrieved
             cand = self.retrieval.retrieve(users, cache.width)
-        rows = self.state.catalog.index_of(cand.items)
         with self.lock.write():  # no request reads a row while it is overwritten
-            cache.put(users, rows, cand.sources, cand.features)
+            self.cache.store_rows(users, cand)
         return len(users)
 
     def history_of(self, user_id: int, n: int = 10) -> np.ndarray:

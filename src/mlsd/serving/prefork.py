@@ -27,13 +27,13 @@ so copy, every object's header). This is gunicorn's ``--preload`` design.
   ``--model`` again (a symlink retargeted, say) on a thread of its own, while it goes on
   accepting and handing connections to the old workers (and forking the old model again for a
   worker that dies meanwhile); once loaded, it forks every new worker, so that all new
-  connections go to the new version at once, and the old workers finish what they have. A bundle that
-  does not load leaves the old workers serving. A SIGHUP during a load is remembered and loads
-  again once the first is in place (one load at a time). A reload needs memory for both models
-  while the old workers drain. A worker forked during a load is forked from a process with a
-  second thread (the loader): should that thread hold a lock the worker needs at that instant
-  (a C library's, or stderr's while it prints), that worker would hang; a hazard of every
-  fork beside threads, accepted here so that a dead worker need not wait for the load.
+  connections go to the new version at once, and the old workers finish what they have. A bundle
+  that does not load leaves the old workers serving. A SIGHUP during a load is remembered and
+  loads again once the first is in place (one load at a time). A reload needs memory for both
+  models while the old workers drain. A worker forked during a load is forked from a process
+  with a second thread (the loader): should that thread hold a lock the worker needs at that
+  instant (a C library's, or stderr's while it prints), that worker would hang; a hazard of
+  every fork beside threads, accepted here so that a dead worker need not wait for the load.
 - Metrics: each worker's metrics are written to a directory the supervisor creates, and a
   scrape of any worker sums all of them (see :mod:`.metrics`); the supervisor drops an exited
   worker's live gauges and removes the directory when it exits.
