@@ -136,17 +136,25 @@ def test_an_online_store_that_comes_back_empty_is_repopulated_while_unready(
                 assert r.recv(16).startswith(b"+OK")
             # (unready while it lasts: tests/serving/ingest/test_applier.py; on the tiny
             # bundle it lasts milliseconds) both workers repopulate and say how long it took
+            # One worker's rewrite is enough (both apply the same log, and the marker it
+            # writes back tells the other that the store is whole again); then both are ready.
             t0 = time.monotonic()
             while time.monotonic() - t0 < 20:
-                if srv.log_path.read_text().count("online store repopulated") >= 2:
+                if "online store repopulated" in srv.log_path.read_text():
                     break
                 time.sleep(0.05)
-            assert srv.log_path.read_text().count("online store repopulated") >= 2
+            assert "online store repopulated" in srv.log_path.read_text()
+            ready: set[str] = set()
+            while time.monotonic() - t0 < 20 and len(ready) < 2:
+                r = _fresh(srv.url, "GET", "/readyz")
+                if r.status_code == 200:
+                    ready.add(r.headers["x-served-by"])
+            assert len(ready) == 2
             metrics = _fresh(srv.url, "GET", "/metrics").text
             assert "mlsd_online_store_repopulate_seconds" in metrics
-            assert _fresh(srv.url, "GET", "/readyz").status_code == 200
-            after = _fresh(srv.url, "POST", "/v1/recommendations", json=probe).json()
-            assert after["items"] == before["items"] and not after["degraded"]
+            for _ in range(4):  # both workers, by chance of the accept race
+                after = _fresh(srv.url, "POST", "/v1/recommendations", json=probe).json()
+                assert after["items"] == before["items"] and not after["degraded"]
     finally:
         redis_server.stop()
 
