@@ -43,11 +43,17 @@ def _loader(model_dir: str) -> StubModel:
     raise DataError(f"{model_dir}: not a model bundle (fuzzing never reloads)")
 
 
+_APPS = iter(range(1_000_000))
+
+
 def _app(model: Any) -> Any:
+    # each app its own log: a later app sharing one would first replay the events an earlier
+    # app's fuzzing wrote (received minutes ago), and refuse writes as "behind the log" (503)
+    # until it caught up
     return create_app(
         model,
         loader=_loader,
-        events=FileEventLog(_TMP / "events.jsonl"),
+        events=FileEventLog(_TMP / f"events-{next(_APPS)}.jsonl"),
         api_key=KEY,
         max_body_bytes=64_000,
     )

@@ -59,15 +59,46 @@ def _is_type(events: pa.Table, event_type: str) -> np.ndarray:
     return np.asarray(pc.fill_null(eq, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+_DURATION_LOOKUPS: list[tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]] = []
+
+
+def _duration_lookup(videos: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted video ids, their order and durations, kept for the last few tables seen (by
+    identity: Arrow tables are immutable). Why: the online path labels a few dozen events at a
+    time against the whole catalog, and hashing a million ids on every call (``index_in``)
+    costs far more than the events."""
+    for t, ids, order, vdur in _DURATION_LOOKUPS:
+        if t is videos:
+            return ids, order, vdur
+    raw = np.asarray(videos.column("video_id").to_numpy(zero_copy_only=False))
+    order = np.argsort(raw, kind="stable")
+    vdur = _floats(videos, "duration_s")
+    _DURATION_LOOKUPS.insert(0, (videos, raw[order], order, vdur))
+    del _DURATION_LOOKUPS[4:]
+    return raw[order], order, vdur
+
+
 def durations(events: pa.Table, videos: pa.Table | None) -> np.ndarray:
-    """Per event row, the ``duration_s`` of its video as float64 (NaN when unknown)."""
+    """Per event row, the ``duration_s`` of its video as float64 (NaN when unknown; the first
+    row wins when the videos table repeats an id)."""
     n = events.num_rows
     if videos is None or "duration_s" not in videos.column_names or videos.num_rows == 0:
         return np.full(n, np.nan)
-    pos = pc.index_in(events.column("video_id"), videos.column("video_id").combine_chunks())
-    idx = np.asarray(pos.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    vdur = _floats(videos, "duration_s")
-    return np.where(idx >= 0, vdur[np.maximum(idx, 0)], np.nan)
+    vid = events.column("video_id")
+    if not pa.types.is_integer(vid.type) or not pa.types.is_integer(
+        videos.schema.field("video_id").type
+    ):
+        pos = pc.index_in(vid, videos.column("video_id").combine_chunks())
+        idx = np.asarray(pos.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        vdur = _floats(videos, "duration_s")
+        return np.where(idx >= 0, vdur[np.maximum(idx, 0)], np.nan)
+    ids, order, vdur = _duration_lookup(videos)
+    want = np.asarray(pc.fill_null(vid, -1).to_numpy(zero_copy_only=False), dtype=ids.dtype)
+    at = np.minimum(np.searchsorted(ids, want), len(ids) - 1)
+    found = ids[at] == want
+    if vid.null_count:
+        found &= np.asarray(pc.is_valid(vid).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.where(found, vdur[order[at]], np.nan)
 
 
 def valid_watch(events: pa.Table, videos: pa.Table | None, cfg: LabelConfig) -> np.ndarray:
