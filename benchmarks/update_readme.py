@@ -2,9 +2,9 @@
 
 Every table, and every sentence that carries a measured figure, sits between
 ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``; :data:`BLOCKS` maps NAME to a function
-of the results files that returns its Markdown (``_render``, ``_render_serving`` and
-``_render_events``). Text outside the markers is left alone, so prose there carries no
-figures. Run after any benchmark:
+of the results files that returns its Markdown (``_render``, ``_render_serving``,
+``_render_events`` and ``_render_rankers``). Text outside the markers is left alone, so prose
+there carries no figures. Run after any benchmark:
 
     python benchmarks/update_readme.py           # rewrite both files
     python benchmarks/update_readme.py --check   # exit 1 with a diff when either is stale
@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _render as tables
 import _render_events as events
+import _render_rankers as rankers
 import _render_serving as serving
 from _render import Missing, Results
 
@@ -43,6 +44,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "retrieval-index": tables.retrieval_index,
     "evaluation-summary": tables.evaluation_summary,
     "evaluation": tables.evaluation,
+    "rankers": rankers.rankers,
     "serving-current": serving.serving_current,
     "serving-runs": serving.serving_runs,
     "serving-at-goal": serving.serving_at_goal,

@@ -398,7 +398,8 @@ def test_interactions_bad_timestamp_names_column_and_row(tmp_path: Path) -> None
 
 
 def test_interactions_bad_item_id_is_reported_as_item_id(tmp_path: Path) -> None:
-    f = write(tmp_path / "mine.csv", "user_id,item_id,timestamp\n1,x10,1704067200\n")
+    # (x10 would be a string id: see tests/data/test_string_ids.py)
+    f = write(tmp_path / "mine.csv", "user_id,item_id,timestamp\n1,,1704067200\n")
     with pytest.raises(DataValidationError, match=r"column 'item_id', row 0 \(line 2\)"):
         load(f)
 

@@ -220,12 +220,13 @@ def test_timestamps_stored_as_strings_in_parquet(tmp_path: Path) -> None:
     assert out["events"].column("timestamp").to_pylist() == [noon] * 6
 
 
-def test_epoch_unit_is_inferred_per_column_so_a_unit_mixup_is_caught(tmp_path: Path) -> None:
+def test_epoch_unit_is_decided_per_value_so_a_unit_mixup_is_caught(tmp_path: Path) -> None:
     data = base()
     data["events"]["timestamp"] = ["1709294400000"] * 5 + ["1709294400"]  # ms, then seconds
     p = only(tmp_path, "parquet", data)
-    assert (p.row, p.check) == (5, "timestamp out of range")
-    assert p.found == "value 1970-01-20T18:48:14.400000+00:00"
+    assert (p.row, p.check) == (5, "mixed time units")  # not a 1970 date
+    assert p.found == "value '1709294400', a time in epoch seconds (2024-03-01T12:00:00+00:00)"
+    assert p.expected.startswith("epoch milliseconds like the rest of the column (5 values)")
 
 
 def test_chunked_tables_and_extra_columns(tmp_path: Path) -> None:

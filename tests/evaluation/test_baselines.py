@@ -177,7 +177,7 @@ def test_ease_matches_the_closed_form(data: Interactions) -> None:
     p = np.linalg.inv(x.T @ x + 25.0 * np.eye(x.shape[1]))
     b = np.eye(x.shape[1]) - p @ np.diag(1 / np.diag(p))  # Steck 2019: B = I - P diagMat(1/diag P)
     np.testing.assert_allclose(np.diag(b), 0, atol=1e-12)
-    np.testing.assert_allclose(model.B_, b, atol=1e-5)
+    np.testing.assert_allclose(model.B_, b, atol=1e-4)  # solved in float32
 
 
 def test_ease_refuses_large_catalogs() -> None:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 from mlsd.config import load_yaml
 from mlsd.errors import ConfigError
 from mlsd.pipeline import PipelineConfig
-from mlsd.ranking import GBDTRanker
-from mlsd.ranking.config import RankerConfig
+from mlsd.ranking import DeepRanker, GBDTRanker
+from mlsd.ranking.config import NeuralRankerConfig, RankerConfig
 from mlsd.retrieval import TwoTowerSource
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.config import ALSConfig, TwoTowerConfig
@@ -31,7 +31,9 @@ def _defaults(cls: type) -> dict[str, Any]:
         (TwoTowerConfig, TwoTowerSource, {"seed"}),  # the pipeline's seed
         (ALSConfig, ALSSource, {"seed"}),
         # a pipeline trains its ranker on one thread with its own seed; weights are positional
-        (RankerConfig, GBDTRanker, {"seed", "num_threads", "weights"}),
+        (RankerConfig, GBDTRanker, {"seed", "num_threads", "weights", "deep", "student"}),
+        # the student's mix of labels is set for distillation only (StudentConfig)
+        (NeuralRankerConfig, DeepRanker, {"seed", "weights", "hard_label_weight"}),
     ],
 )
 def test_defaults_are_the_constructors(config: type[BaseModel], cls: type, own: set[str]) -> None:

@@ -62,7 +62,10 @@ def test_the_same_log_with_other_item_ids_is_another_version(
 ) -> None:
     a, b = models
     assert a.now_ms_ == b.now_ms_ and a.dataset_.events.num_rows == b.dataset_.events.num_rows
-    assert a.get_params() == b.get_params()
+    # the same configuration (the candidate shares are tuned on the data itself, where item
+    # ids break ties, so they may differ)
+    pa_, pb_ = ({k: v for k, v in m.get_params().items() if k != "quotas"} for m in (a, b))
+    assert pa_ == pb_
     assert a.version != b.version
     assert a.data_fingerprints_["events"] != b.data_fingerprints_["events"]
 

@@ -20,6 +20,7 @@ from mlsd.retrieval import (
 )
 from mlsd.retrieval.als import ALSSource
 from mlsd.retrieval.evaluate import NextPeriod, next_period
+from mlsd.retrieval.item_item import EASESource, ItemKNNSource
 
 FAST_TWO_TOWER = {"epochs": 2, "batch_size": 256, "dim": 16, "hidden": 32}
 
@@ -44,6 +45,8 @@ def make_sources() -> list[CandidateSource]:
         PopularSource(half_life_days=1.0, window_days=3.0, name="trending"),
         FreshSource(),
         ALSSource(factors=16, iterations=3),
+        EASESource(l2=50.0),
+        ItemKNNSource(n_neighbors=50),
     ]
 
 

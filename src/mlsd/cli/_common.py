@@ -35,7 +35,7 @@ EventsOpt = Annotated[
     typer.Option(
         "--events",
         help="Event log: an mlsd dataset directory, a Parquet/CSV events file, an "
-        "interactions-only file (user_id,item_id,timestamp[,weight|rating]) or a MovieLens "
+        "interactions-only file (user_id,item_id[,timestamp][,weight|rating]) or a MovieLens "
         "folder/file.",
     ),
 ]
@@ -44,6 +44,70 @@ VideosOpt = Annotated[
 ]
 UsersOpt = Annotated[Path | None, typer.Option("--users", help="Users table (Parquet/CSV).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="auto, mlsd, interactions or movielens.")]
+
+# Column mapping: an interactions log read under its own column names (see column_map).
+_COLS = "(interactions files; the mlsd and MovieLens formats have fixed names)"
+UserColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user-col",
+        metavar="NAME",
+        help="Column holding the user ids (default: user_id). With --item-col, --time-col, "
+        "--weight-col and --rating-col, reads a log such as customer,product,ts,count "
+        f"without renaming it; errors name your columns {_COLS}.",
+    ),
+]
+ItemColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--item-col",
+        metavar="NAME",
+        help="Column holding the item (video) ids (default: item_id or video_id).",
+    ),
+]
+TimeColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time-col",
+        metavar="NAME",
+        help="Column holding the event times, ISO-8601 or epoch s/ms (default: timestamp).",
+    ),
+]
+WeightColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weight-col",
+        metavar="NAME",
+        help="Column holding a count or confidence >= 0 per row, e.g. plays (default: "
+        "weight): a higher weight counts more (ALS confidence, the ranker's sample weight); "
+        "0 means seen but not a positive; a negative weight is refused.",
+    ),
+]
+RatingColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rating-col",
+        metavar="NAME",
+        help="Column holding explicit ratings (default: rating); a row with a rating is a "
+        "positive when the rating is >= 4.",
+    ),
+]
+UsersFileColOpt = Annotated[
+    str,
+    typer.Option(
+        "--user-col",
+        metavar="NAME",
+        help="Column of the --users file holding the user ids (the output's user_id).",
+    ),
+]
+
+
+def column_map(
+    user: str | None, item: str | None, time: str | None, weight: str | None, rating: str | None
+) -> dict[str, str]:
+    """The column map (:mod:`mlsd.data.loaders.columns`) of the --*-col options given."""
+    given = {"user_id": user, "item_id": item, "timestamp": time, "weight": weight}
+    return {role: name for role, name in {**given, "rating": rating}.items() if name}
 
 
 def user_errors(fn: F) -> F:
@@ -109,13 +173,20 @@ def status_log(what: str) -> Iterator[Callable[[str], None]]:
         yield say
 
 
-def load_events(events: Path, videos: Path | None, users: Path | None, fmt: str) -> Dataset:
+def load_events(
+    events: Path,
+    videos: Path | None,
+    users: Path | None,
+    fmt: str,
+    columns: dict[str, str] | None = None,
+) -> Dataset:
     """Load a user's event log (and optional catalogs) with :func:`mlsd.data.loaders.load`,
-    behind a spinner. Raises what the loader raises (a :class:`~mlsd.errors.DataError`)."""
+    behind a spinner; ``columns`` is the column map of the --*-col options. Raises what the
+    loader raises (a :class:`~mlsd.errors.DataError`)."""
     from mlsd.data.loaders import load
 
     with console.status(f"loading {events} ..."):
-        return load(events, fmt=fmt, videos=videos, users=users)
+        return load(events, fmt=fmt, videos=videos, users=users, columns=columns)
 
 
 def simulated(scale: str, seed: int) -> Dataset:

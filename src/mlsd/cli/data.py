@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlsd.cli._common import FormatOpt, console, progress, user_errors
+from mlsd.cli._common import (
+    FormatOpt,
+    ItemColOpt,
+    RatingColOpt,
+    TimeColOpt,
+    UserColOpt,
+    WeightColOpt,
+    column_map,
+    console,
+    progress,
+    user_errors,
+)
 
 data_app = typer.Typer(
     rich_markup_mode="markdown",
@@ -73,21 +84,33 @@ def data_validate(
     out: Annotated[
         Path | None, typer.Option(help="With --repair: write the repaired dataset here.")
     ] = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    weight_col: WeightColOpt = None,
+    rating_col: RatingColOpt = None,
 ) -> None:
     """Check a dataset against the mlsd data contracts.
 
     Exits 0 when valid; exits 2 listing every problem with its file, column, first row and what
     was expected. With --repair, bad rows are dropped and counted (nothing is dropped silently).
+    Warns (still exit 0) about a log without timestamps and about time outliers.
     """
-    from mlsd.data.loaders import load
+    from rich.markup import escape
 
-    ds = load(path, fmt=fmt, videos=videos, users=users, repair=repair)
+    from mlsd.data.loaders import load
+    from mlsd.data.timing import time_notes
+
+    columns = column_map(user_col, item_col, time_col, weight_col, rating_col)
+    ds = load(path, fmt=fmt, videos=videos, users=users, repair=repair, columns=columns)
     report = ds.report
     console.print(f"[green]valid[/green]: {path}")
     if report is not None:
         console.print(report.summary(), soft_wrap=True, markup=False)
         for p in report.problems:
             console.print(f"  repaired: {p}", markup=False, soft_wrap=True)
+    for note in time_notes(ds):  # no timestamps, or time outliers: valid, but worth a word
+        console.print(f"[yellow]warning[/yellow]: {escape(note)}", soft_wrap=True)
     if out is not None:
         ds.write(out, manifest=ds.meta or None)
         console.print(f"wrote {out}")

@@ -16,8 +16,14 @@ from rich.table import Table
 
 from mlsd.cli._common import (
     FormatOpt,
+    ItemColOpt,
+    RatingColOpt,
+    TimeColOpt,
+    UserColOpt,
     UsersOpt,
     VideosOpt,
+    WeightColOpt,
+    column_map,
     console,
     load_events,
     pipeline_config,
@@ -29,6 +35,7 @@ from mlsd.cli._common import (
 from mlsd.errors import ConfigError
 
 if TYPE_CHECKING:
+    from mlsd.evaluation.protocol import Comparison
     from mlsd.retrieval.evaluate import RetrievalReport
 
 evaluate_app = typer.Typer(rich_markup_mode="markdown", invoke_without_command=True)
@@ -72,13 +79,31 @@ def evaluate_main(
     config: Annotated[Path | None, typer.Option("--config", help="YAML PipelineConfig.")] = None,
     scale: Annotated[str, typer.Option(help="Simulated scale when --events is omitted.")] = "small",
     seed: Annotated[int, typer.Option(help="Simulation seed when --events is omitted.")] = 0,
+    min_test_users: Annotated[
+        int,
+        typer.Option(
+            help="Refuse (exit 2) to score fewer test users than this: their metrics are noise. "
+            "Lower it to score them anyway."
+        ),
+    ] = 10,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    weight_col: WeightColOpt = None,
+    rating_col: RatingColOpt = None,
 ) -> None:
     """Offline evaluation: the pipeline beside tuned baselines (MostPop, ItemKNN, EASE, ALS).
 
     Without a sub-command: tune the baselines on a validation slice of the training side, fit
     everything, and score Recall/NDCG/MAP/MRR@K, coverage, diversity, novelty and creator
-    concentration per user segment on the test slice; prints a table and writes report.md and
-    report.html (with plots) to --out. `mlsd evaluate retrieval` measures candidate recall.
+    concentration per user segment on the test slice; prints a table of accuracy, a table of
+    the beyond-accuracy metrics per model and user segment (new, light, heavy), and writes
+    report.md and report.html (with plots) to --out. `mlsd evaluate retrieval` measures
+    candidate recall.
+
+    A log without timestamps (or with one time for every event) is split per user at random
+    (seeded) whatever --protocol says, and a note says so; the global cut ignores time
+    outliers (rows far beyond the rest of the log).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -88,12 +113,15 @@ def evaluate_main(
     proto = PROTOCOLS.get(protocol)
     if proto is None:
         raise ConfigError(f"--protocol {protocol!r}: expected global-temporal or per-user-temporal")
+    columns = column_map(user_col, item_col, time_col, weight_col, rating_col)
     if events is None:
+        if columns:
+            raise ConfigError("--user-col/--item-col/...: name columns of --events; none given")
         with console.status(f"simulating '{scale}' ..."):
             ds = simulated(scale, seed)
         source = f"simulated '{scale}' (seed {seed})"
     else:
-        ds = load_events(events, videos, users, fmt)
+        ds = load_events(events, videos, users, fmt, columns)
         source = str(events)
     cfg = None
     if config is not None:
@@ -109,11 +137,12 @@ def evaluate_main(
             config=cfg,
             backtest_windows=backtest,
             log=say,
+            min_test_users=min_test_users,
         )
     table = run.table()
     t = Table(title=f"{source}: {run.holdout.summary()}")
     t.add_column("model")
-    cols = [f"recall@{k}", f"ndcg@{k}", f"map@{k}", "mrr", f"coverage@{k}"]
+    cols = [f"recall@{k}", f"ndcg@{k}", f"map@{k}", f"mrr@{k}", f"coverage@{k}"]
     cols = [c for c in cols if any(c in r for r in table.values())]
     for c in cols:
         t.add_column(c, justify="right")
@@ -126,10 +155,27 @@ def evaluate_main(
             "-" if unknown is None else f"{unknown:,}",
         )
     console.print(t)
+    console.print(beyond_by_segment(run.comparison))
     report = Report(f"mlsd evaluate: {source}")
     report.add(*run.sections())
     paths = report.write(out)
     console.print(f"report: {paths['markdown']} and {paths['html']}")
+
+
+def beyond_by_segment(comparison: Comparison) -> Table:
+    """Coverage, intra-list diversity, novelty and creator concentration of every model,
+    overall and per user segment (:func:`mlsd.evaluation.report.beyond_rows`), definitions
+    in the caption."""
+    from mlsd.evaluation.report import BEYOND_CAPTION, beyond_rows
+
+    cols, rows = beyond_rows(comparison)
+    t = Table(title=f"beyond accuracy @{comparison.k} by user segment", caption=BEYOND_CAPTION)
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if i < 2 else "right")
+    for row in rows:
+        cells = [f"{v:,}" if isinstance(v, int) else f"{v:.4f}" for v in row[2:]]
+        t.add_row(row[0], row[1], *[c.replace("nan", "-") for c in cells])
+    return t
 
 
 @evaluate_app.command("retrieval")

@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlsd.data._epoch import EPOCH_UNITS, MixedUnits, epoch_units, unit_codes
+
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 
 _TRUE = pa.array(["true", "t", "yes", "y", "1"])
@@ -246,30 +248,47 @@ def to_string_list(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return out.cast(pa.list_(pa.string())), bad
 
 
-def _infer_epoch_unit(vals: np.ndarray) -> str:
-    """Guess the unit of numeric epoch timestamps from their magnitude."""
-    finite = vals[np.isfinite(vals)]
-    if finite.size == 0:
-        return "s"
-    m = float(np.nanmax(np.abs(finite)))
-    if m < 1e11:  # seconds until the year 5138
-        return "s"
-    if m < 1e14:
-        return "ms"
-    if m < 1e17:
-        return "us"
-    return "ns"
-
-
 _UNIT_TO_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
+
+
+def mixed_epoch_units(arr: pa.Array | pa.ChunkedArray) -> MixedUnits | None:
+    """The values of a timestamp column whose epoch unit differs from the column's, or None
+    when its numeric epochs (numbers, or numeric text) agree on one unit. :func:`to_timestamp`
+    leaves these values null and counts them bad; this says why."""
+    arr = _plain(arr)
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        vals = np.asarray(
+            pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False), np.float64
+        )
+        present = _valid_mask(arr) & np.isfinite(vals)
+    elif _is_text(t):
+        trimmed = _trimmed(arr)
+        num = _matches(trimmed, _NUMBER_TEXT)
+        if not pc.any(num).as_py():
+            return None
+        text = pc.if_else(num, trimmed, pa.scalar(None, pa.string()))
+        vals = np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+        present = _np_bool(num) & np.isfinite(vals)
+    else:
+        return None
+    codes = unit_codes(vals, present)
+    unit, mixed = epoch_units(vals, present)
+    if not mixed.any():
+        return None
+    n_rest = int((codes == EPOCH_UNITS.index(unit)).sum())
+    return MixedUnits(mixed, unit, n_rest, arr, codes, vals)
 
 
 def to_timestamp(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Coerce to timestamp[ms, UTC].
 
-    Accepts Arrow timestamps (naive ones are taken as UTC), dates, numeric epochs (unit inferred
-    from the column's magnitude: s, ms, us or ns) and strings holding ISO-8601 date-times
-    (naive ones taken as UTC) or epochs; a text column may mix both.
+    Accepts Arrow timestamps (naive ones are taken as UTC), dates, numeric epochs and strings
+    holding ISO-8601 date-times (naive ones taken as UTC) or epochs; a text column may mix
+    both. An epoch's unit (s, ms, us or ns) follows from its magnitude, value by value (see
+    :mod:`mlsd.data._epoch`); a value plausible only in a unit other than the rest of the
+    column's is bad (null), never read as a 1970 or year-50000 date
+    (:func:`mixed_epoch_units` says which unit the rest has).
     """
     arr = _plain(arr)
     t = arr.type
@@ -351,21 +370,22 @@ _UNIT_DIV = {"us": 1_000, "ns": 1_000_000}
 
 def _int_epoch_to_ts(vals: np.ndarray, present: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """Integer epochs, converted exactly (float64 would round nanosecond epochs)."""
-    unit = _infer_epoch_unit(vals[present].astype(np.float64))
+    unit, mixed = epoch_units(vals.astype(np.float64), present)
+    usable = present & ~mixed
     if unit in _UNIT_DIV:
         ms = np.floor_divide(vals, _UNIT_DIV[unit])
-        ok = present
+        ok = usable
     else:
         factor = 1000 if unit == "s" else 1
-        ok = present & (np.abs(vals) < 2**62 // factor)
+        ok = usable & (np.abs(vals) < 2**62 // factor)
         ms = np.where(ok, vals, 0) * factor
     return pa.array(np.where(ok, ms, 0), type=pa.int64(), mask=~ok).cast(TS_TYPE), present & ~ok
 
 
 def _epoch_to_ts(vals: np.ndarray, present: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    unit = _infer_epoch_unit(vals[present])
+    unit, mixed = epoch_units(vals, present & np.isfinite(vals))
     ms = vals * _UNIT_TO_MS[unit]
-    ok = present & np.isfinite(ms) & (np.abs(ms) < 2**62)
+    ok = present & ~mixed & np.isfinite(ms) & (np.abs(ms) < 2**62)
     out = np.round(np.where(ok, ms, 0)).astype(np.int64)
     return pa.array(out, type=pa.int64(), mask=~ok).cast(TS_TYPE), present & ~ok
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from mlsd.data.ids import IdMap, map_string_ids
 from mlsd.data.schema import SCHEMAS, ValidationReport, validate
 from mlsd.errors import DataError
 
 KINDS: tuple[str, ...] = ("events", "videos", "users", "creators")
 SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv")
+#: Columns read as text from CSV whatever they hold: ids, whose kind (integer or string ids)
+#: is decided over the whole column (see :mod:`mlsd.data.ids`), never guessed per block.
+TEXT_ID_COLUMNS: tuple[str, ...] = ("user_id", "video_id", "item_id")
 
 
 @dataclass
@@ -35,6 +40,10 @@ class Dataset:
     ``videos`` and ``users`` are never None after :func:`load_dataset`: when the input has no
     such file they are derived from the ids in ``events`` (other columns null), so that an
     interactions-only log is a complete dataset.
+
+    ``id_maps`` holds, for an id column (``user_id``, ``video_id``) whose input ids were
+    strings, the :class:`~mlsd.data.ids.IdMap` from those ids to the int64 codes the tables
+    hold; it is empty when the ids were integers.
     """
 
     events: pa.Table
@@ -44,6 +53,7 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)
     report: ValidationReport | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    id_maps: dict[str, IdMap] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pa.Table]:
         out = {"events": self.events, "videos": self.videos, "users": self.users}
@@ -60,14 +70,15 @@ class Dataset:
         replaced; a ``<kind>.parquet`` or ``manifest.json`` left from an earlier dataset that
         this one does not have is removed (reading the directory back must give this dataset);
         other files are left alone. Output is deterministic: the same tables give
-        byte-identical files.
+        byte-identical files. Ids of a dataset with ``id_maps`` are written as the original
+        string ids, so that reading the directory back maps them again.
         """
         target = Path(out_dir)
         out = target.resolve()
         if out.exists() and not out.is_dir():
             raise DataError(f"{out}: exists and is not a directory; expected a directory")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tables = self.tables()
+        tables = {k: self._original_ids(t) for k, t in self.tables().items()}
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             for kind, t in tables.items():
@@ -93,6 +104,18 @@ class Dataset:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
 
+    def _original_ids(self, table: pa.Table) -> pa.Table:
+        """``table`` with each mapped id column decoded to the original (string) ids."""
+        for column, m in self.id_maps.items():
+            if column in table.column_names:
+                codes = table.column(column).combine_chunks()
+                ids = m.decode_arrow(codes.fill_null(0))
+                if codes.null_count:
+                    ids = pc.if_else(pc.is_valid(codes), ids, pa.scalar(None, pa.string()))
+                i = table.column_names.index(column)
+                table = table.set_column(i, pa.field(column, pa.string()), ids)
+        return table
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -102,10 +125,13 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def read_table(path: str | Path) -> pa.Table:
+def read_table(path: str | Path, *, text_columns: Iterable[str] = TEXT_ID_COLUMNS) -> pa.Table:
     """Read one Parquet or CSV/TSV file as-is (types are fixed later by validation).
 
-    Raises :class:`DataError` naming the file when it is missing, empty or unreadable.
+    CSV columns named in ``text_columns`` (the id columns) are read as text, whatever they
+    hold: whether ids are integers is decided later over the whole column (a loader whose ids
+    lie in columns of other names passes those). Raises :class:`DataError` naming the file
+    when it is missing, empty or unreadable.
     """
     p = Path(path)
     if not p.exists():
@@ -121,7 +147,7 @@ def read_table(path: str | Path) -> pa.Table:
         if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
             delim = "\t" if name.endswith(".tsv") else ","
             try:
-                return _read_csv(p, delim)
+                return _read_csv(p, delim, text=text_columns)
             except pa.ArrowInvalid as e:
                 if "conversion error" not in str(e).lower():
                     raise
@@ -139,9 +165,10 @@ def read_table(path: str | Path) -> pa.Table:
     raise DataError(f"{p}: unsupported file type; expected .parquet, .csv, .csv.gz or .tsv")
 
 
-def _read_csv(p: Path, delim: str, *, all_text: bool = False) -> pa.Table:
+def _read_csv(p: Path, delim: str, *, all_text: bool = False, text: Iterable[str] = ()) -> pa.Table:
     parse = pacsv.ParseOptions(delimiter=delim)
-    types: dict[str, pa.DataType] = {}
+    # ids as text: "007" and "7" stay apart until the whole column is seen (mlsd.data.ids)
+    types: dict[str, pa.DataType] = dict.fromkeys(text, pa.string())
     if all_text:
         with pacsv.open_csv(p, parse_options=parse) as reader:
             types = {n: pa.string() for n in reader.schema.names}
@@ -196,11 +223,16 @@ def from_tables(
     repair: bool = False,
     csv: dict[str, bool] | None = None,
 ) -> Dataset:
-    """Validate raw tables and assemble a :class:`Dataset` (deriving missing entity tables)."""
+    """Validate raw tables and assemble a :class:`Dataset` (deriving missing entity tables).
+
+    String user and video ids are mapped to int64 codes first (``Dataset.id_maps``; see
+    :mod:`mlsd.data.ids`); problems name the original ids."""
     if tables.get("events") is None:
         given = ", ".join(k for k, t in tables.items() if t is not None) or "none"
         raise DataError(f"no events table (tables given: {given}); a dataset needs events")
-    conformed, report = validate(tables, files, repair=repair, csv=csv)
+    parquet = [k for k, f in (files or {}).items() if not is_csv(f)]
+    mapped, maps = map_string_ids(tables, typed=parquet)
+    conformed, report = validate(mapped, files, repair=repair, csv=csv, id_maps=maps)
     ev = conformed["events"]
     return Dataset(
         events=ev,
@@ -209,6 +241,7 @@ def from_tables(
         creators=conformed.get("creators"),
         files=dict(files or {}),
         report=report,
+        id_maps=maps,
     )
 
 

@@ -10,6 +10,11 @@ The rules are :class:`mlsd.config.LabelConfig`:
   positive: in interactions-only logs the play itself is all we know.
 - rating data: a ``rating`` event with ``rating >= min_rating`` (null rating: not positive).
 - explicit positive: a ``like``.
+- ``weight`` (bring-your-own logs: a play count or confidence): a row whose weight is 0 is
+  not a positive, whatever its type (it stays an event: an exposure, a negative); a null
+  weight means 1. Tables that passed validation have no negative weight; here a weight
+  <= 0 is simply not a positive. Positives keep their weight (:func:`positives`), which
+  retrieval and the ranker read as a confidence (:func:`confidence`).
 
 Everything is vectorised (Arrow compute and numpy): event logs run to tens of millions of rows.
 Input tables need the columns ``user_id``, ``video_id``, ``timestamp`` and ``event_type``;
@@ -29,7 +34,16 @@ import pyarrow.compute as pc
 from mlsd.config import LabelConfig
 from mlsd.errors import DataError
 
-__all__ = ["durations", "label_events", "positives", "valid_watch"]
+__all__ = [
+    "confidence",
+    "durations",
+    "has_weights",
+    "label_events",
+    "positives",
+    "valid_watch",
+    "weights",
+    "zero_weight",
+]
 
 _REQUIRED = ("user_id", "video_id", "timestamp", "event_type")
 _TS = pa.timestamp("ms", tz="UTC")
@@ -57,6 +71,36 @@ def _floats(table: pa.Table, column: str) -> np.ndarray:
 def _is_type(events: pa.Table, event_type: str) -> np.ndarray:
     eq = pc.equal(events.column("event_type"), event_type)
     return np.asarray(pc.fill_null(eq, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def has_weights(events: pa.Table) -> bool:
+    """Whether ``events`` has a ``weight`` column with at least one value."""
+    return "weight" in events.column_names and events.column("weight").null_count < len(events)
+
+
+def weights(events: pa.Table) -> np.ndarray:
+    """Per event row, its ``weight`` as float64, 1 where null or when there is no column."""
+    w = _floats(events, "weight")
+    return np.where(np.isnan(w), 1.0, w)
+
+
+def zero_weight(events: pa.Table) -> np.ndarray:
+    """Per event row, whether its weight rules it out as a positive (a weight given and not
+    > 0): ``bool[events.num_rows]``. Such a row is still an event (an exposure)."""
+    return ~(weights(events) > 0)
+
+
+def confidence(w: np.ndarray) -> np.ndarray:
+    """How strongly a positive of weight ``w`` (a count; 1 for a plain positive) counts:
+    ``log2(1 + w)``, float32.
+
+    Hu, Koren & Volinsky ("Collaborative Filtering for Implicit Feedback Datasets", ICDM 2008,
+    section 4) scale the confidence of an observation with the log of its count,
+    ``c = 1 + alpha log(1 + r / eps)``: a hundred plays say more than one, not a hundred times
+    more. Base 2 makes a plain positive (w = 1) count 1, so logs without weights train
+    exactly as they did before weights were read; w = 3 counts 2, w = 7 counts 3.
+    """
+    return np.log2(1.0 + np.asarray(w, dtype=np.float64)).astype(np.float32)
 
 
 _DURATION_LOOKUPS: list[tuple[pa.Table, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -105,8 +149,9 @@ def valid_watch(events: pa.Table, videos: pa.Table | None, cfg: LabelConfig) -> 
     """Per event row, whether it is an implicit positive: ``bool[events.num_rows]``.
 
     ``play`` rows follow the watch rules of the module docstring; ``rating`` rows are True when
-    ``rating >= cfg.min_rating``; every other event type is False. ``videos`` (may be None)
-    supplies ``duration_s`` for the completion rule.
+    ``rating >= cfg.min_rating``; every other event type is False; a row of weight 0 is False
+    (:func:`zero_weight`). ``videos`` (may be None) supplies ``duration_s`` for the completion
+    rule.
     """
     _check_columns(events)
     play = _is_type(events, "play")
@@ -118,7 +163,8 @@ def valid_watch(events: pa.Table, videos: pa.Table | None, cfg: LabelConfig) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         completed = short & (watch / np.where(short, dur, 1.0) >= cfg.min_completion)
     rating = _is_type(events, "rating") & (_floats(events, "rating") >= cfg.min_rating)
-    return (play & (unknown | long_enough | completed)) | rating
+    ok = (play & (unknown | long_enough | completed)) | rating
+    return ok & ~zero_weight(events) if "weight" in events.column_names else ok
 
 
 def _pair_keys(users: np.ndarray, videos: np.ndarray, n_left: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,11 +264,17 @@ def positives(
     ``time_order`` False they keep the input order (the order of a log: then the result does
     not depend on how a log with out-of-order times is cut into batches), and "first" is the
     first in that order.
+
+    When ``events`` has weights (:func:`has_weights`), the result has a ``weight`` column too
+    (float32): the weight of the row's event (null read as 1; with ``first_only``, the pair's
+    first positive event, so no later event's count leaks back to its time). Rows of weight
+    0 are never positive (likes included).
     """
     _check_columns(events)
     pos = valid_watch(events, videos, cfg)
     if include_likes:
-        pos |= _is_type(events, "like")
+        like = _is_type(events, "like")
+        pos |= like & ~zero_weight(events) if "weight" in events.column_names else like
     rows = np.flatnonzero(pos)
     if time_order:
         ms = _ms(events)[rows]
@@ -231,4 +283,7 @@ def positives(
         k, _ = _pair_keys(_ids(events, "user_id")[rows], _ids(events, "video_id")[rows], len(rows))
         _, first = np.unique(k, return_index=True)
         rows = rows[np.sort(first)]  # first occurrence in time order, kept in time order
-    return pa.table(_keys(events, rows))
+    out = _keys(events, rows)
+    if has_weights(events):
+        out["weight"] = pa.chunked_array([pa.array(weights(events)[rows], pa.float32())])
+    return pa.table(out)

@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
+from mlsd.data.timing import has_time_order, late_outliers, table_ms
 from mlsd.errors import ConfigError, DataError
 from mlsd.evaluation.beyond import ItemInfo
 from mlsd.evaluation.interactions import Model
@@ -68,11 +68,18 @@ def rolling_origins(
     events: pa.Table, n_windows: int = 3, delta: timedelta = timedelta(days=1)
 ) -> list[datetime]:
     """``n_windows`` origins ``delta`` apart whose last window ends just after the last event:
-    ``t_i = end - (n_windows - i) * delta``, ``end`` = last timestamp + 1 ms."""
+    ``t_i = end - (n_windows - i) * delta``, ``end`` = last timestamp + 1 ms (time outliers,
+    :func:`mlsd.data.timing.late_outliers`, left out). A log whose times order nothing has no
+    windows (:class:`DataError`)."""
     if events.num_rows == 0:
         raise DataError("events: no rows; cannot place backtest windows")
-    ts = pc.cast(events.column("timestamp"), pa.timestamp("ms", tz="UTC"), safe=False)
-    last = int(pc.max(pc.cast(ts, pa.int64())).as_py())
+    ms = table_ms(events)
+    if not has_time_order(ms):
+        raise DataError(
+            "events: no timestamps (every event at one time); a backtest needs times to place "
+            "its windows: run without backtest windows"
+        )
+    last = late_outliers(ms).bulk_end_ms
     end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=last + 1)
     return [end - (n_windows - i) * delta for i in range(n_windows)]
 

@@ -8,6 +8,9 @@
   uploads pays for it, as it would in production.
 - :func:`per_user_holdout`, protocol (b): each user's positives (ratings >= 4 on rating data)
   split 80/20 by time, the protocol of MovieLens papers.
+- :func:`random_holdout`, protocol (b) for a log whose times order nothing (no timestamps,
+  or one time for every event, :func:`mlsd.data.timing.has_time_order`): each user's positive
+  items split 80/20 at random (seeded) instead of by time.
 - :func:`validation_holdout`, protocol (c): the same cut again inside the training side, for
   tuning that never reads the test slice.
 """
@@ -19,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,11 +30,20 @@ from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
 from mlsd.data.labels import positives
 from mlsd.data.split import global_temporal_split, per_user_temporal_split
+from mlsd.data.timing import in_pairs
+from mlsd.data.timing import random_holdout as random_pairs
 from mlsd.errors import ConfigError, DataError
 from mlsd.evaluation.interactions import Interactions
 from mlsd.evaluation.metrics import Truth
 
-__all__ = ["EvalSet", "Holdout", "per_user_holdout", "temporal_holdout", "validation_holdout"]
+__all__ = [
+    "EvalSet",
+    "Holdout",
+    "per_user_holdout",
+    "random_holdout",
+    "temporal_holdout",
+    "validation_holdout",
+]
 
 _TS = pa.timestamp("ms", tz="UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,7 +79,8 @@ class EvalSet:
 
 @dataclass(frozen=True, eq=False)
 class Holdout:
-    """A train/test pair under one protocol (``"temporal"`` or ``"per-user"``).
+    """A train/test pair under one protocol (``"temporal"``, ``"per-user"`` or
+    ``"per-user-random"``).
 
     ``info`` records how it was made: ``split_time`` and ``test_end`` (temporal; the end of the
     test period, or just after its last positive when open-ended), ``test_share``, row and user
@@ -163,6 +177,10 @@ def _temporal(
     return Holdout("temporal", train, ev, info)
 
 
+def _ids(table: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(table.column(column).to_numpy(zero_copy_only=False), np.int64)
+
+
 def _per_user(pos: pa.Table, events: pa.Table | None, test_share: float) -> Holdout:
     split = per_user_temporal_split(pos, test_share)
     train_events = None
@@ -177,7 +195,23 @@ def _per_user(pos: pa.Table, events: pa.Table | None, test_share: float) -> Hold
         pos_idx = np.searchsorted(cut_users, eu).clip(max=max(len(cut_users) - 1, 0))
         has_cut = (cut_users[pos_idx] == eu) if len(cut_users) else np.zeros(len(eu), bool)
         limit = np.where(has_cut, cut_ms[pos_idx] if len(cut_ms) else 0, np.iinfo(np.int64).max)
-        train_events = events.filter(pa.array(_ms(events) < limit))
+        ems = _ms(events)
+        keep = ems < limit
+        # Ties at a user's cut (day-precision logs give many): the split orders them by
+        # position, so some tied positives are training rows. Their raw events stay, or the
+        # model would lack what the baselines are given (a user whose training positives all
+        # share the cut's time would be unknown to it).
+        tied = np.flatnonzero(ems == limit)
+        if len(tied):
+            tr, ev_t = split.train, events.take(pa.array(tied))
+            train_rows = pd.MultiIndex.from_arrays(
+                [_ids(tr, "user_id"), _ids(tr, "video_id"), _ms(tr)]
+            )
+            ev_rows = pd.MultiIndex.from_arrays(
+                [_ids(ev_t, "user_id"), _ids(ev_t, "video_id"), _ms(ev_t)]
+            )
+            keep[tied[np.asarray(ev_rows.isin(train_rows))]] = True
+        train_events = events.filter(pa.array(keep))
     weight = "weight" if "weight" in pos.column_names else None
     train = Interactions.from_table(split.train, weight=weight, events=train_events)
     ev = _eval_set(split.test, train)
@@ -189,6 +223,52 @@ def _per_user(pos: pa.Table, events: pa.Table | None, test_share: float) -> Hold
         "new_users": int((ev.train_counts == 0).sum()),
     }
     return Holdout("per-user", train, ev, info)
+
+
+def _random(pos: pa.Table, events: pa.Table | None, test_share: float, seed: int) -> Holdout:
+    u = np.asarray(pos.column("user_id").to_numpy(zero_copy_only=False), np.int64)
+    v = np.asarray(pos.column("video_id").to_numpy(zero_copy_only=False), np.int64)
+    if not 0 < test_share < 1:
+        raise ConfigError(f"test_share {test_share!r}: expected a number in (0, 1)")
+    held = random_pairs(u, v, test_share, seed)
+    train_events = None
+    if events is not None:  # every event of a held-out (user, item) pair is test-side
+        eu, ev = (
+            np.asarray(events.column(c).to_numpy(zero_copy_only=False), np.int64)
+            for c in ("user_id", "video_id")
+        )
+        train_events = events.filter(pa.array(~in_pairs(eu, ev, u[held], v[held])))
+    weight = "weight" if "weight" in pos.column_names else None
+    train = Interactions.from_table(pos.filter(pa.array(~held)), weight=weight, events=train_events)
+    test = pos.filter(pa.array(held))
+    ev_set = _eval_set(test, train)
+    info = {
+        "test_share": test_share,
+        "seed": seed,
+        "train_rows": len(train),
+        "test_rows": test.num_rows,
+        "test_users": len(ev_set),
+        "new_users": int((ev_set.train_counts == 0).sum()),
+    }
+    return Holdout("per-user-random", train, ev_set, info)
+
+
+def random_holdout(
+    data: Dataset,
+    *,
+    test_share: float = 0.2,
+    seed: int = 0,
+    labels: LabelConfig | None = None,
+    include_likes: bool = True,
+) -> Holdout:
+    """Protocol (b) without time: each user's positive items (as for :func:`per_user_holdout`)
+    split at random, ``test_share`` of them to test (whole items: an item a user watched twice
+    is on one side; see :func:`mlsd.data.timing.random_holdout`), drawn with ``seed``. The
+    protocol of a log whose times order nothing; ``train.events`` holds every event except
+    those of the test (user, item) pairs."""
+    cfg = labels or LabelConfig()
+    pos = positives(data.events, data.videos, cfg, include_likes=include_likes)
+    return _random(pos, data.events, test_share, seed)
 
 
 def temporal_holdout(
@@ -249,6 +329,9 @@ def validation_holdout(
     """
     pos = _positives_table(holdout.train)
     events = holdout.train.events
+    if holdout.protocol == "per-user-random":
+        share = test_share if test_share is not None else holdout.info.get("test_share", 0.2)
+        return _random(pos, events, float(share), int(holdout.info.get("seed", 0)) + 1)
     if holdout.protocol == "per-user":
         share = test_share if test_share is not None else holdout.info.get("test_share", 0.2)
         return _per_user(pos, events, float(share))

@@ -46,8 +46,9 @@ class Interactions:
     """Positive interactions, one row per (user, item) event, as parallel arrays.
 
     - ``user_ids``, ``item_ids``: ``int64[n]``, arbitrary ids (item id ``-1`` is reserved);
-    - ``weights``: ``float32[n]``, finite and > 0 (1 for plain positives; the baselines sum the
-      weights of repeated pairs);
+    - ``weights``: ``float32[n]``, finite and > 0 (1 for plain positives, a count such as
+      plays otherwise; the baselines count a row as ``log2(1 + w)``,
+      :func:`mlsd.data.labels.confidence`, and sum repeated pairs);
     - ``timestamps``: ``int64[n]`` epoch milliseconds, or None when unknown;
     - ``events``: the raw event table of the training period (mlsd events schema), or None. Only
       models that build their own features read it; it never holds rows of the test period.

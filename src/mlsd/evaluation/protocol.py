@@ -5,6 +5,7 @@ and how models are run, tuned and compared under them.
   users (no training history) as a segment: how a deployed model lives;
 - (b) :func:`per_user_holdout`: each user's positives (ratings >= 4) split 80/20 by time, full
   ranking with each user's training items excluded: the MovieLens protocol;
+- (b') :func:`random_holdout`: (b) with a seeded random split, for logs without timestamps;
 - (c) :func:`validation_holdout`: the same cut inside the training side, and :func:`tune`, a grid
   search on it that never reads the test slice (:func:`tune_and_compare` chains both);
 - (d) :func:`mlsd.evaluation.backtest.backtest`: rolling-origin windows.
@@ -32,6 +33,7 @@ from mlsd.evaluation.holdout import (
     EvalSet,
     Holdout,
     per_user_holdout,
+    random_holdout,
     temporal_holdout,
     validation_holdout,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "compare",
     "evaluate_model",
     "per_user_holdout",
+    "random_holdout",
     "temporal_holdout",
     "tune",
     "tune_and_compare",

@@ -8,10 +8,11 @@ from typing import Literal
 from pydantic import Field
 
 from mlsd.config import LabelConfig, StrictModel
+from mlsd.ranking.base import RankerKind
 from mlsd.ranking.config import RankerConfig
 from mlsd.reranking import RerankConfig
 from mlsd.reranking.chain import DiversityConfig, ExplorationConfig
-from mlsd.retrieval.config import ALSConfig, TwoTowerConfig
+from mlsd.retrieval.config import ALSConfig, EASEConfig, ItemKNNConfig, TwoTowerConfig
 
 __all__ = ["PipelineConfig", "StagesConfig"]
 
@@ -30,7 +31,15 @@ class StagesConfig(StrictModel):
     - ``negatives_per_user``: unwatched candidate rows kept per user for the ranker (all
       positives are kept; negatives are sampled uniformly, seeded);
     - ``valid_users_share``: users whose rows validate the ranker (early stopping, calibration);
-    - ``ranker``: the GBDT ranker's settings, its objective weights among them;
+    - ``ranker``: the rankers' settings, the objective weights among them;
+    - ``ranker_kind``: which ranker is trained and served (:mod:`mlsd.ranking`): ``gbdt``
+      (LightGBM, compiled for serving), ``deep`` (DCN-v2 multi-task network), ``distilled``
+      (a small MLP trained on a teacher's probabilities) or ``int8`` (the deep network
+      quantized);
+    - ``quotas``: merged-list share per source name; None: chosen at fit when
+      ``tune_quotas`` (:mod:`mlsd.pipeline.tuning`: the shares that find the most of the
+      label positives at the internal cut; written back here, so a saved model keeps them),
+      else the system's defaults;
     - ``budget_ms``: total time budget of one request, from when the service received it;
       past it the remaining stages are skipped and the best order so far is served, marked
       degraded;
@@ -47,6 +56,9 @@ class StagesConfig(StrictModel):
     max_label_users: int | None = Field(default=None, ge=2)
     valid_users_share: float = Field(default=0.1, gt=0, lt=1)
     ranker: RankerConfig = RankerConfig()
+    ranker_kind: RankerKind = "gbdt"
+    quotas: dict[str, float] | None = None
+    tune_quotas: bool = True
     budget_ms: float = Field(default=80.0, gt=0)
     queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()
@@ -63,8 +75,12 @@ class PipelineConfig(StagesConfig):
       ``incremental`` (continue training the cut-time network for ``epochs`` on the positives
       after the cut only: several times cheaper, what production refreshes do daily);
     - ``als``: :class:`~mlsd.retrieval.als.ALSSource` settings, or None to leave ALS out;
-    - ``quotas``: merged-list share per source (default :func:`mlsd.retrieval.default_quotas`,
-      scaled to leave ALS its share when it is on);
+    - ``ease``, ``itemknn``: :class:`~mlsd.retrieval.item_item.EASESource` and
+      :class:`~mlsd.retrieval.item_item.ItemKNNSource` settings, or None to leave them out
+      (EASE stays empty above ``max_items`` items with positives: a dense solve);
+    - ``quotas`` (see :class:`StagesConfig`): the untuned default is
+      :func:`mlsd.retrieval.default_quotas`, scaled to leave ALS and the item-to-item sources
+      their shares when they are on;
     - ``rerank``: the served rule chain; ``offline_rerank``: the chain used by
       :meth:`~mlsd.pipeline.Recommender.recommend` for offline evaluation (exploration and
       diversity off by default: their value is measured online, and random slots would only
@@ -74,7 +90,8 @@ class PipelineConfig(StagesConfig):
     two_tower: TwoTowerConfig = TwoTowerConfig()
     two_tower_refit: Literal["full", "incremental"] = "full"
     als: ALSConfig | None = ALSConfig()
-    quotas: dict[str, float] | None = None
+    ease: EASEConfig | None = EASEConfig()
+    itemknn: ItemKNNConfig | None = ItemKNNConfig()
     rerank: RerankConfig = RerankConfig()
     offline_rerank: RerankConfig = RerankConfig(
         diversity=DiversityConfig(enabled=False), exploration=ExplorationConfig(enabled=False)

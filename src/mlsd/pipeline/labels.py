@@ -1,29 +1,39 @@
 """The internal label cut of training (the book's advice on label leakage): retrieval learns
-from the positives before the cut; the ranker's labels are what users did after it."""
+from the positives before the cut; the ranker's labels are what users did after it.
+
+A log whose times order nothing (no timestamps, or one time for every event: see
+:func:`mlsd.data.timing.has_time_order`) cannot be cut by time: each user's labels are then a
+seeded random share of their items (mode ``per-user-random``), and every event counts as at the
+cut, so point-in-time features see none of them (constant) on either side. Time outliers (rows
+far beyond the bulk of the log, :func:`mlsd.data.timing.late_outliers`) do not move the cut."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from mlsd.data.timing import NO_ORDER_NOTE, has_time_order, late_outliers, random_holdout
 from mlsd.errors import DataError
 from mlsd.features.signals import timestamps_ms
 from mlsd.pipeline.config import StagesConfig
-from mlsd.pipeline.data import ids
+from mlsd.pipeline.data import ids, pair_set
 
-__all__ = ["DAY_MS", "LabelSplit", "label_split"]
+__all__ = ["DAY_MS", "LabelSplit", "label_split", "log_end"]
 
 DAY_MS = 86_400_000
 
 
 @dataclass
 class LabelSplit:
-    """The positives cut in two. ``mode``: ``global`` (one ``cut`` time for everyone) or
+    """The positives cut in two. ``mode``: ``global`` (one ``cut`` time for everyone),
     ``per-user`` (``cut_of_user``: each label user's cut, the time of their first labelled
-    positive). ``now_ms``: the time retrieval is fitted as of; ``label_users``: sorted
-    ``int64`` ids of the users with labels."""
+    positive) or ``per-user-random`` (a log without time order: ``after_pairs``, the keys of
+    the labelled (user, item) pairs, say what is after the cut, whatever its time).
+    ``now_ms``: the time retrieval is fitted as of; ``label_users``: sorted ``int64`` ids of
+    the users with labels."""
 
     mode: str
     cut: int
@@ -32,6 +42,13 @@ class LabelSplit:
     before: pa.Table
     after: pa.Table
     label_users: np.ndarray
+    after_pairs: np.ndarray | None = None
+
+    def summary(self) -> str:
+        """One line for the training log (with :data:`~mlsd.data.timing.NO_ORDER_NOTE` when
+        the log's times order nothing)."""
+        note = f"; {NO_ORDER_NOTE}" if self.mode == "per-user-random" else ""
+        return f"ranker labels: {self.mode} cut, {len(self.label_users):,} users{note}"
 
     def cuts(self, users: np.ndarray) -> np.ndarray:
         """``int64[n]``: the cut time of each of ``users`` (label users)."""
@@ -40,24 +57,43 @@ class LabelSplit:
         return np.array([self.cut_of_user[int(x)] for x in users], np.int64)
 
 
+def log_end(ts: np.ndarray, say: Callable[[str], None]) -> int:
+    """The last time of a log whose event times are ``ts`` (ms), time outliers left out (and
+    reported through ``say``): the time a model trained on it is as of."""
+    late = late_outliers(ts)
+    if late.count:
+        say(late.describe(ts) + "; training ignores them")
+    return late.bulk_end_ms
+
+
 def label_split(pos: pa.Table, ts: np.ndarray, cfg: StagesConfig) -> LabelSplit:
     """Cut the positives ``pos`` of a log whose event times are ``ts`` (ms) as ``cfg`` says
     (see :class:`~mlsd.pipeline.config.StagesConfig`). Raises :class:`DataError` when either
     side would be empty."""
     t = timestamps_ms(pos.column("timestamp"))
     u = ids(pos, "user_id")
-    span = int(ts.max() - ts.min()) if len(ts) else 0
-    mode = cfg.label_split
-    if mode == "auto":
+    end = late_outliers(ts).bulk_end_ms  # the last time, time outliers left out
+    span = int(end - ts.min()) if len(ts) else 0
+    mode: str = cfg.label_split
+    after_pairs = None
+    if not has_time_order(ts):
+        mode = "per-user-random"
+    elif mode == "auto":
         # A global cut needs a log where most users are active near its end (a platform's
         # log); MovieLens-like logs, where each user rates in a burst, get per-user cuts.
-        recent = np.unique(u[t >= int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)])
+        recent = np.unique(u[t >= end + 1 - int(cfg.label_days * DAY_MS)])
         active = len(recent) / max(len(np.unique(u)), 1)
         long_enough = span >= 2 * cfg.label_days * DAY_MS
         mode = "global" if long_enough and active >= 0.25 else "per-user"
     cut_of_user: dict[int, int] | None
-    if mode == "global":
-        cut = int(ts.max()) + 1 - int(cfg.label_days * DAY_MS)
+    if mode == "per-user-random":
+        v = ids(pos, "video_id")
+        after = random_holdout(u, v, cfg.label_share, cfg.seed)
+        after_pairs = pair_set(u[after], v[after])
+        cut = int(ts.max()) if len(ts) else 0  # the one time of every event
+        cut_of_user = None
+    elif mode == "global":
+        cut = end + 1 - int(cfg.label_days * DAY_MS)
         if span < 2 * cfg.label_days * DAY_MS:
             cut = int(np.quantile(t, 1 - cfg.label_share)) if len(t) else cut
         after = t >= cut
@@ -97,4 +133,5 @@ def label_split(pos: pa.Table, ts: np.ndarray, cfg: StagesConfig) -> LabelSplit:
         before=before,
         after=pos.filter(pa.array(after)),
         label_users=label_users,
+        after_pairs=after_pairs,
     )

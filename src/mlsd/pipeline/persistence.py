@@ -6,10 +6,14 @@ Layout of the directory (a model bundle's ``artifacts/``)::
     recommender.json    format, version, config, fitted metadata, data fingerprints
     data/*.parquet      the training log, from which the cheap sources, the history and the
                         online features are rebuilt deterministically on load
+    data/ids.<column>.parquet
+                        the id map of a column whose ids were strings (``user_id``,
+                        ``video_id``; :class:`~mlsd.data.ids.IdMap`), absent for integer ids
     <source name>/      the state of each source that is saved rather than refitted
                         (:class:`~mlsd.retrieval.base.PersistentSource`: two-tower, ALS,
                         co-visitation)
-    ranker/             LightGBM text and calibrators
+    ranker/             the ranker: ranker.json (its kind, calibrators) and LightGBM text or
+                        a torch state dict (model.pt)
 
 Format 2 records the version (a fingerprint of the content, :mod:`.version`) and which sources
 were saved. Format 1 (mlsd before the stages redesign) is still read: its version did not
@@ -28,12 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlsd.data.dataset import Dataset
+from mlsd.data.ids import ID_SPACES, IdMap
 from mlsd.data.labels import positives as label_positives
 from mlsd.errors import DataError
 from mlsd.pipeline.data import ids
 from mlsd.pipeline.two_stage import Stats, TwoStage
 from mlsd.pipeline.version import data_fingerprints
-from mlsd.ranking.gbdt import GBDTRanker
+from mlsd.ranking.factory import load_ranker
 from mlsd.retrieval import History
 from mlsd.retrieval.protocols import CandidateSource, PersistentSource
 
@@ -51,6 +56,8 @@ def save(p: TwoStage, directory: str | Path) -> None:
     (d / "data").mkdir(parents=True, exist_ok=True)
     for name, table in p.dataset_.tables().items():
         pq.write_table(table, d / "data" / f"{name}.parquet", compression="zstd")
+    for column, m in p.dataset_.id_maps.items():
+        pq.write_table(m.to_table(), d / "data" / f"ids.{column}.parquet", compression="zstd")
     saved = []
     for src in p.sources_:
         if isinstance(src, PersistentSource):
@@ -104,7 +111,7 @@ def restore(p: TwoStage, directory: str | Path, meta: dict[str, Any]) -> None:
             tables[name] = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{path}: cannot read ({e})") from e
-    ds = Dataset(**tables)
+    ds = Dataset(**tables, id_maps=_read_id_maps(d / "data"))
     p.dataset_ = ds
     p.now_ms_ = int(meta["now_ms"])
     pos = label_positives(ds.events, ds.videos, p.config.label, include_likes=True)
@@ -134,7 +141,7 @@ def restore(p: TwoStage, directory: str | Path, meta: dict[str, Any]) -> None:
         )
     p.ranking.feature_names_ = list(meta["feature_names"])
     try:
-        p.ranking.ranker_ = GBDTRanker.load(d / "ranker")
+        p.ranking.ranker_ = load_ranker(d / "ranker")  # the kind its ranker.json names
     except Exception as e:
         raise DataError(f"{d / 'ranker'}: cannot load the ranker ({type(e).__name__}: {e})") from e
     st = meta.get("stats", {})
@@ -152,3 +159,18 @@ def restore(p: TwoStage, directory: str | Path, meta: dict[str, Any]) -> None:
     # Loading leaves its intermediates in reference cycles that only a full collection frees
     # (several GB on the `large` bundle), held until Python's next generation-2 pass otherwise.
     gc.collect()
+
+
+def _read_id_maps(data: Path) -> dict[str, IdMap]:
+    """The id maps saved beside the training log (none in a model of integer ids, or one
+    saved before string ids were accepted)."""
+    maps = {}
+    for column in ID_SPACES:
+        path = data / f"ids.{column}.parquet"
+        if not path.exists():
+            continue
+        try:
+            maps[column] = IdMap.from_table(pq.read_table(path))
+        except (OSError, pa.ArrowInvalid, ValueError, TypeError) as e:
+            raise DataError(f"{path}: cannot read the id map ({e})") from e
+    return maps

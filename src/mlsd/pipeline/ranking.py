@@ -20,23 +20,31 @@ from mlsd.features import (
     feature_matrix,
     materialize,
 )
+from mlsd.ranking.base import Ranker, RankerKind
 from mlsd.ranking.config import RankerConfig
-from mlsd.ranking.gbdt import GBDTRanker, Ranker
+from mlsd.ranking.factory import fit_ranker
 
 __all__ = ["RankingStage"]
 
 
 class RankingStage:
     """Features from ``registry`` (its matrix features, in order) then the retrieval features,
-    scored by a :class:`~mlsd.ranking.GBDTRanker` configured by ``ranker``.
+    scored by a ranker of ``kind`` (:func:`~mlsd.ranking.fit_ranker`: ``gbdt``, ``deep``,
+    ``distilled``, ``int8``) configured by ``ranker``.
 
     Learned: ``ranker_`` (a :class:`~mlsd.ranking.Ranker`), ``feature_names_`` (the
     registry's columns), ``online_`` (the online features, after :meth:`materialize`).
     """
 
-    def __init__(self, registry: FeatureRegistry, ranker: RankerConfig | None = None) -> None:
+    def __init__(
+        self,
+        registry: FeatureRegistry,
+        ranker: RankerConfig | None = None,
+        kind: RankerKind = "gbdt",
+    ) -> None:
         self.registry = registry
         self.config = ranker or RankerConfig()
+        self.kind = kind
         self.feature_names_ = [f.name for f in registry.matrix_features()]
 
     def training_matrix(
@@ -57,11 +65,13 @@ class RankingStage:
         seed: int,
         valid_users_share: float,
         say: Callable[[str], None],
+        sample_weight: dict[str, np.ndarray] | None = None,
     ) -> Ranker:
         """Train the ranker on ``x`` (``names`` its columns) for each weighted objective that
         has both classes in ``labels`` (the others are dropped, and said so). A seeded
         ``valid_users_share`` of the ``users`` (one per row) validates it (early stopping,
-        calibration). Raises :class:`DataError` when no objective can be trained."""
+        calibration). ``sample_weight`` (objective -> one weight per row, optional) weighs
+        the training rows. Raises :class:`DataError` when no objective can be trained."""
         weights = dict(self.config.weights)
         for obj in list(weights):
             if obj not in labels:
@@ -81,12 +91,18 @@ class RankingStage:
         if is_valid.all() or not is_valid.any():
             is_valid = np.zeros(len(users), bool)
             is_valid[-max(1, len(users) // 10) :] = True
-        ranker = GBDTRanker(weights, **self.config.kwargs(seed))
-        ranker.fit(
+        sw = {o: w[~is_valid] for o, w in (sample_weight or {}).items() if o in weights}
+        ranker = fit_ranker(
+            self.kind,
+            self.config,
+            weights,
             x[~is_valid],
             {o: labels[o][~is_valid] for o in weights},
             names,
             valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
+            seed=seed,
+            sample_weight=sw or None,
+            say=say,
         )
         self.ranker_: Ranker = ranker
         return ranker

@@ -32,11 +32,13 @@ from mlsd.pipeline.two_stage import TwoStage
 from mlsd.reranking import default_chain
 from mlsd.retrieval import default_quotas, default_sources
 from mlsd.retrieval.als import ALSSource
+from mlsd.retrieval.item_item import EASESource, ItemKNNSource
 from mlsd.retrieval.protocols import CandidateSource
 
-__all__ = ["ALS_SHARE", "Recommender", "video_quotas", "video_sources"]
+__all__ = ["ALS_SHARE", "ITEM_ITEM_SHARE", "Recommender", "video_quotas", "video_sources"]
 
 ALS_SHARE = 0.15  # of the merged list, when ALS is on; the other sources share the rest
+ITEM_ITEM_SHARE = 0.10  # each, EASE and item-kNN when on (untuned defaults)
 
 
 def video_sources(cfg: PipelineConfig) -> list[CandidateSource]:
@@ -44,16 +46,23 @@ def video_sources(cfg: PipelineConfig) -> list[CandidateSource]:
     sources: list[CandidateSource] = list(default_sources(seed=cfg.seed, **cfg.two_tower.kwargs()))
     if cfg.als is not None:
         sources.append(ALSSource(seed=cfg.seed, **cfg.als.kwargs()))
+    if cfg.ease is not None:
+        sources.append(EASESource(**cfg.ease.kwargs()))
+    if cfg.itemknn is not None:
+        sources.append(ItemKNNSource(**cfg.itemknn.kwargs()))
     return sources
 
 
 def video_quotas(cfg: PipelineConfig) -> dict[str, float]:
-    """Merged-list shares: ``cfg.quotas``, else the defaults scaled to leave ALS its share."""
+    """Merged-list shares: ``cfg.quotas``, else the defaults scaled to leave ALS and the
+    item-to-item sources their shares (the starting point when ``cfg.tune_quotas``)."""
     if cfg.quotas is not None:
         return dict(cfg.quotas)
-    q = {k: v * (1 - ALS_SHARE) for k, v in default_quotas().items()}
-    if cfg.als is not None:
-        q["als"] = ALS_SHARE
+    extra = {"als": (cfg.als, ALS_SHARE), "ease": (cfg.ease, ITEM_ITEM_SHARE),
+             "itemknn": (cfg.itemknn, ITEM_ITEM_SHARE)}  # fmt: skip
+    on = {c.name: share for c, share in extra.values() if c is not None}
+    q = {k: v * (1 - sum(on.values())) for k, v in default_quotas().items()}
+    q.update(on)
     return q
 
 
@@ -114,7 +123,10 @@ class Recommender(TwoStage):
         stages redesign) and warm it up; :class:`~mlsd.errors.DataError` names what is wrong
         (an unreadable file, a format this mlsd cannot read and what to do)."""
         meta = persistence.read_meta(directory)
-        self = cls(meta["config"], online_store=online_store)
+        config = dict(meta["config"])
+        for key in ("ease", "itemknn"):  # bundles written before these sources had neither
+            config.setdefault(key, None)
+        self = cls(config, online_store=online_store)
         persistence.restore(self, directory, meta)
         self.warm_up()
         return self

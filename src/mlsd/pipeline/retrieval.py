@@ -110,6 +110,12 @@ class RetrievalStage:
         self._cold_memo = {}
         return self
 
+    def set_quotas(self, quotas: Mapping[str, float]) -> None:
+        """Serve under ``quotas`` (source name -> share) from now on."""
+        self.quotas = dict(quotas)
+        if hasattr(self, "names_"):
+            self.shares_ = np.array([float(self.quotas.get(n, 0.0)) for n in self.names_])
+
     def source(self, name: str) -> CandidateSource | None:
         """The fitted source called ``name``, if any."""
         return next((s for s in self.sources_ if s.name == name), None)

@@ -41,7 +41,12 @@ class ServingOptions:
 
 @runtime_checkable
 class Servable(Protocol):
-    """A loaded model as the service sees it. Implementations are thread-safe for reads."""
+    """A loaded model as the service sees it. Implementations are thread-safe for reads.
+
+    A model trained on string ids also has ``id_maps`` (``user_id``/``video_id`` ->
+    :class:`~mlsd.data.ids.IdMap`): the service maps request ids through them and answers with
+    the original ids; without it, ids are integers (not a protocol member, so that models of
+    integer ids need not declare it)."""
 
     version: str
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from mlsd.concurrency import ReadWriteLock
 from mlsd.data.dataset import Dataset
+from mlsd.data.ids import IdMap
 from mlsd.data.labels import positives as label_positives
 from mlsd.errors import CacheMismatch, DataError, NotFittedError, OnlineStoreUnavailable
 from mlsd.features import FeatureRegistry, MemoryStore, OnlineStore
@@ -37,13 +38,14 @@ from mlsd.pipeline import batch, online, snapshot
 from mlsd.pipeline.cache import CachedRetrieval
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
-from mlsd.pipeline.labels import label_split
+from mlsd.pipeline.labels import label_split, log_end
 from mlsd.pipeline.ranking import RankingStage
 from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
 from mlsd.pipeline.servable import ServingOptions
 from mlsd.pipeline.snapshot import TouchedUsers
 from mlsd.pipeline.state import UserState, append_events
 from mlsd.pipeline.training import training_rows
+from mlsd.pipeline.tuning import tune_quotas
 from mlsd.pipeline.types import RequestCtx, Served, ServedItem, ServingStatus
 from mlsd.pipeline.version import content_version, data_fingerprints
 from mlsd.ranking.config import RankerConfig
@@ -67,8 +69,8 @@ class Stats:
 
 class TwoStage:
     """Retrieval (``sources`` merged under ``quotas``), ranking (``registry`` features plus
-    retrieval features, a GBDT ranker configured by ``ranker``) and re-ranking (``rules`` when
-    serving, ``offline_rules`` for offline evaluation; default: ``rules``).
+    retrieval features, a ``config.ranker_kind`` ranker set by ``ranker``) and re-ranking (``rules``
+    when serving, ``offline_rules`` for offline evaluation; default: ``rules``).
 
     ``config``: the generic knobs (:class:`~mlsd.pipeline.config.StagesConfig`);
     ``warm_refit``: after the label cut, continue training the sources that support it
@@ -100,7 +102,7 @@ class TwoStage:
     ) -> None:
         self.config = config if config is not None else StagesConfig()
         self.retrieval = RetrievalStage(sources, quotas)
-        self.ranking = RankingStage(registry, ranker if ranker is not None else self.config.ranker)
+        self.ranking = RankingStage(registry, ranker or self.config.ranker, self.config.ranker_kind)
         self.rules = rules
         self.offline_rules = offline_rules if offline_rules is not None else rules
         self.warm_refit = warm_refit
@@ -142,17 +144,23 @@ class TwoStage:
                 "(a recommender learns from what users have in common)"
             )
         ts = timestamps_ms(ev.column("timestamp"))
-        self.now_ms_ = int(ts.max()) + 1
+        self.now_ms_ = log_end(ts, self.say) + 1  # time outliers left out
         self.dataset_ = ds
         self.stats = Stats(trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         sec = self.stats.seconds
 
         # 1. The internal cut: retrieval before it, ranker labels after it.
         split = label_split(pos, ts, cfg)
-        self.say(f"ranker labels: {split.mode} cut, {len(split.label_users):,} users")
+        self.say(split.summary())
         t0 = time.perf_counter()
         self.retrieval.fit(ds, split.before, now_ms=split.now_ms)
         sec["retrieval_fit_for_labels"] = time.perf_counter() - t0
+        if cfg.tune_quotas and cfg.quotas is None:  # shares chosen on the label cut
+            t0 = time.perf_counter()
+            tuned = tune_quotas(self.retrieval, split, cfg.candidates, seed=cfg.seed, say=self.say)
+            self.retrieval.set_quotas(tuned.quotas)
+            self.config = cfg = cfg.model_copy(update={"quotas": tuned.quotas})
+            sec["tune_quotas"] = time.perf_counter() - t0
 
         # 2. Ranker rows: the candidates retrieval would have served at the cut, labelled.
         t0 = time.perf_counter()
@@ -166,9 +174,13 @@ class TwoStage:
             "watch": np.asarray(rows.column("label_watch").to_numpy(zero_copy_only=False)),
             "like": np.asarray(rows.column("label_like").to_numpy(zero_copy_only=False)),
         }
+        sample_weight = None  # a log with weights: positives weigh by them (see training_rows)
+        if "weight_watch" in rows.column_names:
+            sample_weight = {"watch": np.asarray(rows.column("weight_watch").to_numpy())}
         self.ranking.fit(
             x, labels, names, ids(rows, "user_id"),
             seed=cfg.seed, valid_users_share=cfg.valid_users_share, say=self.say,
+            sample_weight=sample_weight,
         )  # fmt: skip
         self.stats.counts.update(
             ranker_rows=len(x),
@@ -251,6 +263,11 @@ class TwoStage:
     @property
     def candidate_cache_(self) -> CandidateCache | None:
         return self.cache.cache if hasattr(self, "cache") else None
+
+    @property
+    def id_maps(self) -> dict[str, IdMap]:
+        """The training data's string-id maps (:mod:`mlsd.data.ids`); empty for integer ids."""
+        return self.dataset_.id_maps if hasattr(self, "dataset_") else {}
 
     # ------------------------------------------------------------------------ inference --
     recommend_batch = batch.recommend_batch
@@ -433,6 +450,8 @@ class TwoStage:
         retrieved ahead, reused from ``options.cache_dir`` when saved there for this model,
         else computed and saved there. Says each step."""
         self._check()
+        for m in self.id_maps.values():  # string ids: the lookup before the first request
+            m.prepare()
         if options.compile_ranker:
             t0 = time.perf_counter()
             ok = self.ranker_compiled_ = self.ranker_.compile()

@@ -24,8 +24,12 @@ VERSION_PREFIX = "rec"
 
 
 def data_fingerprints(ds: Dataset) -> dict[str, str]:
-    """``table name -> sha256`` of each table of ``ds``."""
-    return {name: fingerprint_table(table) for name, table in ds.tables().items()}
+    """``table name -> sha256`` of each table of ``ds``, and ``ids.<column> -> sha256`` of
+    each id map (a model of string ids: the ids as well as their codes identify its data)."""
+    out = {name: fingerprint_table(table) for name, table in ds.tables().items()}
+    for column, m in ds.id_maps.items():
+        out[f"ids.{column}"] = fingerprint_table(m.to_table())
+    return out
 
 
 def content_version(

@@ -1,14 +1,61 @@
-"""Typed configuration of the GBDT ranker (pydantic, ``extra="forbid"``)."""
+"""Typed configuration of the rankers (pydantic, ``extra="forbid"``): the GBDT's settings,
+with the deep ranker's and the distilled student's nested in it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from mlsd.config import StrictModel
 
-__all__ = ["RankerConfig"]
+__all__ = ["NeuralRankerConfig", "RankerConfig", "StudentConfig"]
+
+
+class NeuralRankerConfig(StrictModel):
+    """:class:`~mlsd.ranking.DeepRanker` settings (its keyword arguments and defaults; ``seed``
+    None takes the pipeline's). Also the network the ``int8`` ranker quantizes."""
+
+    hidden: tuple[int, ...] = (128, 64)
+    cross_layers: int = Field(default=2, ge=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-6, ge=0)
+    batch_size: int = Field(default=1024, ge=1)
+    max_epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=3, ge=1)
+    num_threads: int = Field(default=1, ge=1)
+    seed: int | None = None
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, h: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w < 1 for w in h):
+            raise ValueError(f"hidden widths {h}: expected integers >= 1")
+        return h
+
+    def kwargs(self, seed: int) -> dict[str, Any]:
+        """:class:`~mlsd.ranking.DeepRanker` keyword arguments (besides ``weights``)."""
+        out = self.model_dump()
+        if out["seed"] is None:
+            out["seed"] = seed
+        return out
+
+
+class StudentConfig(NeuralRankerConfig):
+    """The distilled student: a small MLP (no cross layers) trained on ``teacher``'s
+    calibrated probabilities (``gbdt`` or ``deep``, trained first on the same rows), mixed
+    with the labels by ``hard_label_weight``."""
+
+    hidden: tuple[int, ...] = (32,)
+    cross_layers: int = Field(default=0, ge=0)
+    learning_rate: float = Field(default=3e-3, gt=0)  # a small network: larger steps
+    teacher: Literal["gbdt", "deep"] = "gbdt"
+    hard_label_weight: float = Field(default=0.0, ge=0, le=1)
+
+    def kwargs(self, seed: int) -> dict[str, Any]:
+        out = super().kwargs(seed)
+        del out["teacher"]
+        return out
 
 
 class RankerConfig(StrictModel):
@@ -32,6 +79,8 @@ class RankerConfig(StrictModel):
     early_stopping_rounds: int = Field(default=30, ge=0)
     num_threads: int = Field(default=1, ge=0)
     seed: int | None = None
+    deep: NeuralRankerConfig = NeuralRankerConfig()
+    student: StudentConfig = StudentConfig()
 
     @field_validator("weights")
     @classmethod
@@ -43,7 +92,7 @@ class RankerConfig(StrictModel):
     def kwargs(self, seed: int) -> dict[str, Any]:
         """:class:`~mlsd.ranking.GBDTRanker` keyword arguments (besides ``weights``), with
         ``seed`` when the config leaves it unset."""
-        out = self.model_dump(exclude={"weights"})
+        out = self.model_dump(exclude={"weights", "deep", "student"})
         if out["seed"] is None:
             out["seed"] = seed
         return out

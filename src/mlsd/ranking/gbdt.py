@@ -22,14 +22,16 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
 from mlsd.data.fingerprint import fingerprint_arrays
 from mlsd.errors import ConfigError, DataError
-from mlsd.ranking.calibration import PlattCalibrator, expected_calibration_error
+from mlsd.ranking.base import Ranker as Ranker  # re-exported: its home before base.py
+from mlsd.ranking.base import validation_metrics
+from mlsd.ranking.calibration import PlattCalibrator
 
 log = logging.getLogger(__name__)
 
@@ -43,45 +45,6 @@ _COMPILE_TOLERANCE = 1e-9
 # code over 2 GB (it would crash); this bound keeps the generated code well under that (~100
 # bytes of code per leaf would still be 100 MB).
 _SMALL_CODE_LEAVES = 1_000_000
-
-
-@runtime_checkable
-class Ranker(Protocol):
-    """What the pipeline uses of a fitted ranker: scores (user, item, context) feature rows as
-    calibrated probabilities per objective, combined by ``weights`` (higher is better).
-
-    ``compile`` prepares it for serving (False: it predicts as it is). ``fingerprint`` digests
-    what was learned, so that equal digests score alike. ``save`` writes formats that cannot
-    run code on load.
-    """
-
-    weights: dict[str, float]
-    feature_names_: list[str]
-    metrics_: dict[str, dict[str, float]]
-
-    def predict_proba(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """``features`` ``(n, f)`` in ``feature_names_`` order -> objective -> ``(n,)``."""
-        ...
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """``features`` ``(n, f)`` -> ``sum_o weights[o] * p_o``, ``(n,)``."""
-        ...
-
-    def compile(self) -> bool:
-        """Prepare for low-latency prediction; True when done."""
-        ...
-
-    def fingerprint(self) -> str:
-        """A digest of the learned models."""
-        ...
-
-    def feature_importance(self, objective: str) -> dict[str, float]:
-        """Feature name -> importance in ``objective``'s model (higher: used more)."""
-        ...
-
-    def save(self, directory: str | Path) -> None:
-        """Write the fitted ranker into ``directory``."""
-        ...
 
 
 @dataclass(eq=False)
@@ -134,13 +97,17 @@ class GBDTRanker:
         *,
         valid: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
         categorical: Sequence[str] = (),
+        sample_weight: Mapping[str, np.ndarray] | None = None,
     ) -> GBDTRanker:
         """Train one booster per weighted objective.
 
         ``features`` (n, f); ``labels[o]`` (n,) binary for each objective o in ``weights``;
         ``valid`` (features, labels) is used for early stopping and calibration (without it,
-        the last 10% of rows are held out). Raises DataError when an objective has a single
-        class (e.g. no positives) and ConfigError for unknown objectives.
+        the last 10% of rows are held out). ``sample_weight[o]`` (n,), optional per objective,
+        weighs training rows (e.g. a positive's play count as a confidence); validation and
+        calibration stay unweighted, so probabilities keep meaning the label rate. Raises
+        DataError when an objective has a single class (e.g. no positives) and ConfigError for
+        unknown objectives.
         """
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(feature_names):
@@ -150,10 +117,15 @@ class GBDTRanker:
         missing = [o for o in self.weights if o not in labels]
         if missing:
             raise ConfigError(f"no labels for objectives {missing}; got {sorted(labels)}")
+        sw = {o: np.asarray(w, np.float32) for o, w in (sample_weight or {}).items()}
+        bad = [o for o, w in sw.items() if w.shape != (len(x),) or not (w >= 0).all()]
+        if bad:
+            raise DataError(f"sample_weight of {bad}: expected ({len(x)},) weights >= 0")
         if valid is None:
             cut = int(len(x) * 0.9)
             xv, lv = x[cut:], {o: np.asarray(y)[cut:] for o, y in labels.items()}
             x, labels = x[:cut], {o: np.asarray(y)[:cut] for o, y in labels.items()}
+            sw = {o: w[:cut] for o, w in sw.items()}
         else:
             xv = np.asarray(valid[0], dtype=np.float32)
             lv = dict(valid[1])
@@ -173,6 +145,7 @@ class GBDTRanker:
             dtrain = lgb.Dataset(
                 x,
                 y,
+                weight=sw.get(obj),
                 feature_name=self.feature_names_,
                 categorical_feature=cats or "auto",
                 free_raw_data=False,
@@ -194,15 +167,9 @@ class GBDTRanker:
             if has_valid:
                 margin = np.asarray(booster.predict(xv, raw_score=True))
                 cal.fit(margin, yv)
-                p = cal.predict(margin)
-                self.metrics_[obj] = {
-                    "valid_logloss": float(
-                        -np.mean(yv * np.log(p + 1e-12) + (1 - yv) * np.log(1 - p + 1e-12))
-                    ),
-                    "valid_auc": _auc(p, yv),
-                    "valid_ece": expected_calibration_error(p, yv),
-                    "best_iteration": float(booster.best_iteration or booster.current_iteration()),
-                }
+                self.metrics_[obj] = validation_metrics(
+                    cal.predict(margin), yv, booster.best_iteration or booster.current_iteration()
+                )
             self.calibrators_[obj] = cal
         return self
 
@@ -317,6 +284,7 @@ class GBDTRanker:
             "calibrators": {o: c.to_dict() for o, c in self.calibrators_.items()},
             "metrics": self.metrics_,
             "params": self._params(),
+            "kind": "gbdt",
         }
         (d / "ranker.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -345,15 +313,3 @@ def _leaves(model_file: Path) -> int:
     """Total leaves of the forest in a LightGBM text model (its ``num_leaves=`` lines)."""
     with model_file.open() as f:
         return sum(int(ln[11:]) for ln in f if ln.startswith("num_leaves="))
-
-
-def _auc(p: np.ndarray, y: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney U) formula, ties averaged."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(y).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(p)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

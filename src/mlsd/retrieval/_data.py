@@ -26,11 +26,14 @@ _UNKNOWN_TOPIC = "<unknown>"
 
 @dataclass(frozen=True)
 class Positives:
-    """Training positives as arrays sorted by (user, time): the one layout sources train on."""
+    """Training positives as arrays sorted by (user, time): the one layout sources train on.
+    ``weights``: each positive's weight (a count, :func:`mlsd.data.labels.positives`), None
+    when the log has none (every positive weighs 1)."""
 
     user_ids: np.ndarray  # int64[n]
     video_ids: np.ndarray  # int64[n]
     times_ms: np.ndarray  # int64[n]
+    weights: np.ndarray | None = None  # float32[n]
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Positives:
@@ -45,19 +48,24 @@ class Positives:
         v = np.asarray(table.column("video_id").to_numpy(zero_copy_only=False), dtype=np.int64)
         t = table_ms(table)
         order = np.lexsort((t, u))
-        return cls(u[order], v[order], t[order])
+        w = None
+        if "weight" in table.column_names:
+            col = pc.fill_null(table.column("weight"), 1.0)
+            w = np.asarray(col.to_numpy(zero_copy_only=False), np.float32)[order]
+        return cls(u[order], v[order], t[order], w)
 
     def __len__(self) -> int:
         return len(self.user_ids)
 
     def to_table(self) -> pa.Table:
-        return pa.table(
-            {
-                "user_id": self.user_ids,
-                "video_id": self.video_ids,
-                "timestamp": pa.array(self.times_ms).cast(pa.timestamp("ms", tz="UTC")),
-            }
-        )
+        cols = {
+            "user_id": self.user_ids,
+            "video_id": self.video_ids,
+            "timestamp": pa.array(self.times_ms).cast(pa.timestamp("ms", tz="UTC")),
+        }
+        if self.weights is not None:
+            cols["weight"] = pa.array(self.weights, pa.float32())
+        return pa.table(cols)
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,7 @@ def fit_inputs(
     pos = Positives.from_table(table)
     if now_ms is not None:
         keep = pos.times_ms <= now_ms
-        pos = Positives(pos.user_ids[keep], pos.video_ids[keep], pos.times_ms[keep])
+        w = None if pos.weights is None else pos.weights[keep]
+        pos = Positives(pos.user_ids[keep], pos.video_ids[keep], pos.times_ms[keep], w)
     catalog = Catalog.from_videos(videos) if videos is not None else Catalog.from_ids(pos.video_ids)
     return pos, catalog, users

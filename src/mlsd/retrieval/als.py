@@ -1,10 +1,14 @@
 """Matrix-factorisation retrieval: implicit ALS (Hu, Koren & Volinsky, ICDM 2008).
 
 Item factors are learned by the ``implicit`` library's CPU solver on the training positives.
+A positive's confidence is ``alpha * log2(1 + weight)`` (:func:`mlsd.data.labels.confidence`:
+Hu et al.'s log scaling of counts; ``alpha`` for a plain positive), so play counts in a
+bring-your-own log weigh in; a log without weights gives every positive ``alpha``.
 At request time a user's factors are *recomputed* from their current history with the same
 solver (``recalculate_user``: one regularised least-squares solve against the fixed item
-factors), so a new watch changes the next request, as with the two-tower. Candidates are the
-top inner products, searched in an :class:`~mlsd.retrieval.EmbeddingIndex` (exact by default;
+factors), so a new watch changes the next request, as with the two-tower (the history holds
+no weights: there each watch has the plain confidence ``alpha``). Candidates are the top
+inner products, searched in an :class:`~mlsd.retrieval.EmbeddingIndex` (exact by default;
 HNSW or IVF for large catalogs).
 
 ALS is the strongest single baseline on MovieLens 100k here (``mlsd.evaluation``); as a source
@@ -25,6 +29,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
+from mlsd.data.labels import confidence
 from mlsd.errors import ConfigError, DataError
 from mlsd.retrieval._data import Catalog
 from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
@@ -100,11 +105,12 @@ class ALSSource(SourceBase):
         if ok.sum() < 2:
             raise DataError(f"ALS: {int(ok.sum())} positives of known videos; expected >= 2")
         uids, u = np.unique(pos.user_ids[ok], return_inverse=True)
-        x = sp.csr_matrix(
-            (np.ones(int(ok.sum()), np.float32), (u, v[ok])), shape=(len(uids), len(catalog))
-        )
+        # implicit's confidence is alpha * x: alpha for a plain positive, more for a count
+        w = np.ones(int(ok.sum()), np.float32) if pos.weights is None else pos.weights[ok]
+        x = sp.csr_matrix((confidence(w), (u, v[ok])), shape=(len(uids), len(catalog)))
         x.sum_duplicates()
-        x.data[:] = 1.0
+        if pos.weights is None:
+            x.data[:] = 1.0  # repeated plain positives count once
         model = self._model()
         with threadpool_limits(1, "blas"):
             model.fit(x, show_progress=False)

@@ -15,7 +15,7 @@ from pydantic import Field
 from mlsd.config import StrictModel
 from mlsd.retrieval.index import IndexKind
 
-__all__ = ["ALSConfig", "TwoTowerConfig"]
+__all__ = ["ALSConfig", "EASEConfig", "ItemKNNConfig", "TwoTowerConfig"]
 
 
 class TwoTowerConfig(StrictModel):
@@ -55,6 +55,35 @@ class ALSConfig(StrictModel):
     history_len: int = Field(default=200, ge=1)
     index_kind: IndexKind = "flat"
     name: str = "als"
+    exclude_seen: bool = True
+
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor keyword arguments."""
+        return self.model_dump()
+
+
+class EASEConfig(StrictModel):
+    """:class:`~mlsd.retrieval.item_item.EASESource` hyperparameters (see its docstring)."""
+
+    l2: float = Field(default=300.0, gt=0)
+    history_len: int = Field(default=200, ge=1)
+    max_items: int = Field(default=16_000, ge=1)
+    name: str = "ease"
+    exclude_seen: bool = True
+
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor keyword arguments."""
+        return self.model_dump()
+
+
+class ItemKNNConfig(StrictModel):
+    """:class:`~mlsd.retrieval.item_item.ItemKNNSource` hyperparameters (see its docstring)."""
+
+    n_neighbors: int = Field(default=200, ge=1)
+    shrink: float = Field(default=10.0, ge=0)
+    history_len: int = Field(default=200, ge=1)
+    max_items: int = Field(default=200_000, ge=1)
+    name: str = "itemknn"
     exclude_seen: bool = True
 
     def kwargs(self) -> dict[str, Any]:

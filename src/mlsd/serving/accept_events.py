@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import orjson
 from starlette.types import Scope
 
 from mlsd.serving.encoding import epoch_ms
+from mlsd.serving.ids import Id, IdRefused, id_maps, resolve
 from mlsd.serving.ingest.admission import Refusal
 from mlsd.serving.ingest.group_commit import Overloaded
 from mlsd.serving.ingest.log import LogUnavailable
@@ -71,6 +73,22 @@ def _error(status: int, message: str) -> Answer:
     return status, orjson.dumps({"error": message}), []
 
 
+def _ids(maps: Any, events: Sequence[EventIn]) -> tuple[list[Id], list[Id], np.ndarray]:
+    """(user ids, video ids, video codes) of a batch: the ids as the log records them (the
+    model's kind of id: strings for a model of string ids; see :mod:`.ids`) and the int64 ids
+    the model knows the videos by. Raises :class:`~.ids.IdRefused` naming the first event
+    whose id the model cannot take."""
+    users: list[Id] = []
+    videos: list[Id] = []
+    codes = np.empty(len(events), np.int64)
+    for i, e in enumerate(events):
+        users.append(resolve(maps, "user_id", e.user_id, ("body", "events", i, "user_id"))[1])
+        code, v = resolve(maps, "video_id", e.video_id, ("body", "events", i, "video_id"))
+        codes[i] = code
+        videos.append(v)
+    return users, videos, codes
+
+
 async def accept(
     state: ServiceState, events: Sequence[EventIn], idempotency_key: str | None
 ) -> Answer:
@@ -81,13 +99,16 @@ async def accept(
         if ing is None:
             return _error(503, "this service takes no events (no event log)")
         m = state.holder.get()
-        vids = np.fromiter((e.video_id for e in events), dtype=np.int64, count=len(events))
-        known = m.known_videos(vids)
+        try:
+            users, videos, codes = _ids(id_maps(m), events)
+        except IdRefused as refused:
+            return 422, refused.body(), []
+        known = m.known_videos(codes)
         if not known.all():
             i = int(np.flatnonzero(~known)[0])
             return _error(
                 422,
-                f"events[{i}].video_id: unknown video_id {int(vids[i])} "
+                f"events[{i}].video_id: unknown video_id {videos[i]!r} "
                 f"({int((~known).sum())} unknown in this batch); nothing was accepted",
             )
         now = epoch_ms(None)
@@ -101,11 +122,11 @@ async def accept(
             )
         ids = event_ids(len(events), [e.event_id for e in events], idempotency_key)
         records = []
-        for e, t, eid in zip(events, times, ids, strict=True):
+        for e, t, eid, u, v in zip(events, times, ids, users, videos, strict=True):
             r = {
                 "event_id": eid,
-                "user_id": e.user_id,
-                "video_id": e.video_id,
+                "user_id": u,
+                "video_id": v,
                 "event_type": e.event_type,
                 "timestamp": t,
                 "received_ms": now,

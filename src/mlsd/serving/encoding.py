@@ -18,10 +18,11 @@ import orjson
 from mlsd.pipeline import Served, ServedItem
 
 
-def item_json(it: ServedItem, explain: bool) -> dict[str, Any]:
+def item_json(it: ServedItem, explain: bool, names: list[str] | None = None) -> dict[str, Any]:
     """A :class:`~mlsd.serving.schemas.RecommendedItem` as JSON-ready data: a score that is not
     finite is 0.0 and score components that are not finite are left out, so the body always
-    validates against the schema."""
+    validates against the schema. ``names``: the original video ids by code (a model of
+    string ids; see :mod:`.ids`), else None."""
     score = float(it.score)
     explanation = None
     if explain:
@@ -30,7 +31,7 @@ def item_json(it: ServedItem, explain: bool) -> dict[str, Any]:
             "actions": [str(a) for a in it.actions],
         }
     return {
-        "video_id": int(it.video_id),
+        "video_id": int(it.video_id) if names is None else _name(names, int(it.video_id)),
         "score": score if math.isfinite(score) else 0.0,
         "source": str(it.source),
         "exploration": bool(it.exploration),
@@ -38,11 +39,23 @@ def item_json(it: ServedItem, explain: bool) -> dict[str, Any]:
     }
 
 
-def response_json(user_id: int, served: Served, model_version: str, explain: bool) -> bytes:
-    """The body of a :class:`~mlsd.serving.schemas.RecommendationResponse` for ``served``."""
+def _name(names: list[str], code: int) -> str | int:
+    return names[code] if 0 <= code < len(names) else code
+
+
+def response_json(
+    user_id: int | str,
+    served: Served,
+    model_version: str,
+    explain: bool,
+    names: list[str] | None = None,
+) -> bytes:
+    """The body of a :class:`~mlsd.serving.schemas.RecommendationResponse` for ``served``;
+    ``user_id`` as the answer carries it (a string id for a model of string ids), ``names``
+    as for :func:`item_json`."""
     body = {
-        "user_id": int(user_id),
-        "items": [item_json(it, explain) for it in served.items],
+        "user_id": user_id if type(user_id) is str else int(user_id),
+        "items": [item_json(it, explain, names) for it in served.items],
         "model_version": str(model_version),
         "degraded": bool(served.degraded),
         "degraded_reason": served.degraded_reason,
@@ -51,11 +64,17 @@ def response_json(user_id: int, served: Served, model_version: str, explain: boo
     return orjson.dumps(body)
 
 
-def similar_json(video_id: int, items: list[ServedItem], model_version: str) -> bytes:
-    """The body of a :class:`~mlsd.serving.schemas.SimilarResponse`."""
+def similar_json(
+    video_id: int | str,
+    items: list[ServedItem],
+    model_version: str,
+    names: list[str] | None = None,
+) -> bytes:
+    """The body of a :class:`~mlsd.serving.schemas.SimilarResponse` (``names`` as for
+    :func:`item_json`)."""
     body = {
         "video_id": video_id,
-        "items": [item_json(i, False) for i in items],
+        "items": [item_json(i, False, names) for i in items],
         "model_version": model_version,
     }
     return orjson.dumps(body)

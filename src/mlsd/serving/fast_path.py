@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlsd.errors import MlsdError
 from mlsd.serving.arrival import arrival
+from mlsd.serving.ids import IdRefused, id_maps
 from mlsd.serving.middleware import HttpMiddleware, send_json
 from mlsd.serving.recommend import recommend
 from mlsd.serving.schemas import (
@@ -19,6 +20,7 @@ from mlsd.serving.schemas import (
     DEFAULT_K,
     MAX_CONTEXT_TEXT,
     MAX_ID,
+    MAX_ID_TEXT,
     MAX_K,
     REQUEST_KEYS,
 )
@@ -27,19 +29,20 @@ from mlsd.serving.state import ServiceState
 PATH = "/v1/recommendations"
 _ROUTE = SimpleNamespace(path=PATH)  # what the Timing middleware reads of a route
 
-Recommendation = tuple[int, int, str | None, str | None, bool]
+Recommendation = tuple[int | str, int, str | None, str | None, bool]
 
 
-def parse_recommendation(body: bytes) -> Recommendation | None:
+def parse_recommendation(body: bytes, strings: bool = False) -> Recommendation | None:
     """``(user_id, k, device, surface, explain)`` of a ``POST /v1/recommendations`` body that
     :class:`~mlsd.serving.schemas.RecommendationRequest` certainly accepts as it stands, else
     None (the request then goes through FastAPI, which validates it and names what is wrong).
 
     Only the common shape is taken: exact types (strict ints, not bools; strings or null for
     the context), the schema's bounds and keys (imported from :mod:`.schemas`), and no
-    ``context.time`` (parsed by pydantic). Same decoder as FastAPI's (``json.loads``), so a
-    body means the same either way; ``tests/serving/test_fast_path.py`` checks both paths
-    answer alike on generated bodies.
+    ``context.time`` (parsed by pydantic). A string ``user_id`` is taken only when
+    ``strings`` (the live model has string ids; for another a string is FastAPI's 422). Same
+    decoder as FastAPI's (``json.loads``), so a body means the same either way;
+    ``tests/serving/test_fast_path.py`` checks both paths answer alike on generated bodies.
     """
     try:
         d = json.loads(body)
@@ -48,7 +51,10 @@ def parse_recommendation(body: bytes) -> Recommendation | None:
     if type(d) is not dict or not d.keys() <= REQUEST_KEYS:
         return None
     user_id, k, explain = d.get("user_id"), d.get("k", DEFAULT_K), d.get("explain", False)
-    if type(user_id) is not int or not 0 <= user_id <= MAX_ID:
+    if type(user_id) is int:
+        if not 0 <= user_id <= MAX_ID:
+            return None
+    elif not strings or type(user_id) is not str or not 1 <= len(user_id) <= MAX_ID_TEXT:
         return None
     if type(k) is not int or not 1 <= k <= MAX_K or type(explain) is not bool:
         return None
@@ -94,7 +100,7 @@ class FastRecommendations(HttpMiddleware):
             if not msg.get("more_body", False):
                 break
         body = b"".join(chunks)
-        req = parse_recommendation(body)
+        req = parse_recommendation(body, strings=bool(id_maps(self.state.holder.get())))
         if req is None:
             await self.app(scope, _replay([body], None, receive), send)
             return
@@ -102,6 +108,8 @@ class FastRecommendations(HttpMiddleware):
         try:
             status = 200
             payload = await recommend(self.state, *req, time_ms=None, received=received)
+        except IdRefused as e:  # as the route answers
+            status, payload = 422, e.body()
         except MlsdError as e:  # as the app's handler of MlsdError answers
             status, payload = 422, json.dumps({"error": str(e)}).encode()
         await send_json(send, status, payload)

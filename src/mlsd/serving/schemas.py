@@ -12,13 +12,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 from mlsd.data.schema import EVENT_TYPES
 
 MAX_K = 200
 DEFAULT_K = 20
 MAX_ID = 2**62  # ids travel as int64; bounded below its limit so no arithmetic overflows
+MAX_ID_TEXT = 512  # characters of a string id
 MAX_EVENTS_PER_BATCH = 1000
 MAX_CONTEXT_TEXT = 32  # characters of a device or surface name
 MAX_EVENT_ID = 128  # characters of an event id or an Idempotency-Key
@@ -36,6 +45,41 @@ def _iso_text(v: object) -> object:
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_text)]
+
+_ID_TEXT = (
+    f"an integer from 0 to {MAX_ID}, or a string id of 1 to {MAX_ID_TEXT} characters (for a "
+    "model trained on string ids)"
+)
+
+
+def _id_value(v: object) -> int | str:
+    # strict either way: an integer (not a bool, not a float) or a string, taken as it is; which
+    # one the model takes is decided against its ids (mlsd.serving.ids: a 422 naming the field)
+    if type(v) is int and 0 <= v <= MAX_ID:
+        return v
+    if type(v) is str and 1 <= len(v) <= MAX_ID_TEXT:
+        return v
+    raise ValueError(f"expected {_ID_TEXT}")
+
+
+def _id_schema(*examples: int | str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_TEXT},
+            ],
+            "description": f"The id: {_ID_TEXT}.",
+            "examples": list(examples),
+        }
+    )
+
+
+#: A user or video id in a request: an integer, or a string for a model of string ids.
+UserIdValue = Annotated[int | str, PlainValidator(_id_value), _id_schema(42, "u_277")]
+VideoIdValue = Annotated[int | str, PlainValidator(_id_value), _id_schema(1001, "sku-000A")]
+#: An id in an answer: as the model knows it (a string for a model of string ids).
+IdOut = int | str
 
 #: The range of a request's times, inclusive, after conversion to UTC: from the Unix epoch to
 #: the last whole second that int64 nanoseconds hold (2262-04-11T23:47:16.854775807Z), so that
@@ -83,7 +127,7 @@ class RequestContext(_Strict):
 
 
 class RecommendationRequest(_Strict):
-    user_id: int = Field(strict=True, ge=0, le=MAX_ID, examples=[42])
+    user_id: UserIdValue
     k: int = Field(strict=True, default=DEFAULT_K, ge=1, le=MAX_K, examples=[20])
     context: RequestContext = Field(default_factory=RequestContext)
     explain: bool = Field(
@@ -113,7 +157,7 @@ class Explanation(_Strict):
 
 
 class RecommendedItem(_Strict):
-    video_id: int
+    video_id: IdOut
     score: float
     source: str = Field(description="Candidate source that found the video.")
     exploration: bool = Field(
@@ -125,7 +169,7 @@ class RecommendedItem(_Strict):
 
 
 class RecommendationResponse(_Strict):
-    user_id: int
+    user_id: IdOut
     items: list[RecommendedItem]
     model_version: str
     degraded: bool = Field(
@@ -149,7 +193,7 @@ class RecommendationResponse(_Strict):
 
 
 class SimilarResponse(_Strict):
-    video_id: int
+    video_id: IdOut
     items: list[RecommendedItem]
     model_version: str
 
@@ -163,8 +207,8 @@ class SimilarResponse(_Strict):
 
 
 class EventIn(_Strict):
-    user_id: int = Field(strict=True, ge=0, le=MAX_ID)
-    video_id: int = Field(strict=True, ge=0, le=MAX_ID)
+    user_id: UserIdValue
+    video_id: VideoIdValue
     event_type: EventType
     timestamp: BoundedDateTime | None = Field(
         default=None,
@@ -222,8 +266,8 @@ class EventAck(_Strict):
 
 
 class UserState(_Strict):
-    user_id: int
-    history: list[int] = Field(description="Recent positive videos, newest first.")
+    user_id: IdOut
+    history: list[IdOut] = Field(description="Recent positive videos, newest first.")
     seen: int = Field(description="Videos the user has seen.")
     blocked_creators: list[int]
     features: dict[str, float | list[float | None] | None] = Field(

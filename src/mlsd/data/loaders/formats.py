@@ -9,6 +9,7 @@ The formats (``FORMATS``) are described in :mod:`mlsd.data.loaders`. ``mlsd`` in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mlsd.data.dataset import SUFFIXES, Dataset, load_dataset, read_table
+from mlsd.data.loaders.columns import check_column_map, mapped_names
 from mlsd.data.loaders.interactions import load_interactions
 from mlsd.data.loaders.movielens import load_movielens, movielens_variant
 from mlsd.errors import ConfigError, DataError
@@ -30,13 +32,16 @@ def load(
     videos: str | Path | None = None,
     users: str | Path | None = None,
     repair: bool = False,
+    columns: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Load and validate a dataset in any supported format (see :mod:`mlsd.data.loaders`).
 
     ``videos``/``users`` are tables in the mlsd schema that replace (or supply) the catalog and
     user tables. ``repair`` drops offending rows instead of failing (see
     :func:`mlsd.data.schema.validate`). ``Dataset.meta`` records provenance: ``source``
-    (``mlsd``, ``interactions``, ``movielens-100k``...) and ``path``.
+    (``mlsd``, ``interactions``, ``movielens-100k``...) and ``path``. ``columns`` maps roles
+    to an interactions file's own column names (:mod:`mlsd.data.loaders.columns`); the
+    mlsd and MovieLens formats have fixed names, so a map is refused for them.
 
     Raises :class:`ConfigError` for an unknown ``fmt``, :class:`DataError` when the input is
     missing or its format cannot be told, :class:`DataValidationError` when it breaks the
@@ -47,10 +52,16 @@ def load(
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or directory")
+    cmap = check_column_map(columns)
     if fmt == "auto":
-        fmt, p = detect_format(p)
+        fmt, p = detect_format(p, columns=cmap)
     if fmt == "interactions":
-        return load_interactions(p, videos=videos, users=users, repair=repair)
+        return load_interactions(p, videos=videos, users=users, repair=repair, columns=cmap)
+    if cmap:
+        raise ConfigError(
+            f"{p}: a column map ({', '.join(f'{r}={n}' for r, n in cmap.items())}) applies to "
+            f"interactions files; this is a {fmt} input, whose column names are fixed"
+        )
     if fmt == "movielens":
         return load_movielens(p, videos=videos, users=users, repair=repair)
     ds = load_dataset(p, videos=videos, users=users, repair=repair)
@@ -58,14 +69,19 @@ def load(
     return ds
 
 
-def detect_format(path: str | Path) -> tuple[str, Path]:
+def detect_format(
+    path: str | Path, *, columns: Mapping[str, str] | None = None
+) -> tuple[str, Path]:
     """Tell the format of ``path``; returns ``(fmt, path_to_load)``.
 
     A directory is MovieLens when it holds ``u.data``, ``ratings.dat``, or ``ratings.csv`` and
     ``movies.csv``; it is mlsd when it holds ``events.<suffix>``. A file is mlsd when it has an
-    ``event_type`` column, interactions when it has ``user_id``, ``item_id`` (or ``video_id``)
-    and ``timestamp``; a MovieLens ratings file stands for its directory. Anything else raises
-    :class:`DataError` naming the path and what was looked for.
+    ``event_type`` column, interactions when it has ``user_id`` and ``item_id`` (or
+    ``video_id``; ``timestamp`` optional); a MovieLens ratings file stands for its directory.
+    Anything else raises :class:`DataError` naming the path and what was looked for. With a
+    column map (``columns``), a file's columns are read as the roles the map names, and a file
+    that is not mlsd events is an interactions file (the loader then names a mapped column it
+    lacks).
     """
     p = Path(path)
     if not p.exists():
@@ -82,16 +98,18 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         )
     if p.name in ("u.data", "ratings.dat"):
         return "movielens", p.parent
-    cols = _columns(p)
+    cols = mapped_names(_columns(p), columns)  # a column map names the roles: read them so
     if "event_type" in cols:
         return "mlsd", p
-    if {"user_id", "timestamp"} <= set(cols) and ({"item_id", "video_id"} & set(cols)):
+    if "user_id" in cols and ({"item_id", "video_id"} & set(cols)):
+        return "interactions", p
+    if check_column_map(columns):  # a map names an interactions file's columns: it is one
         return "interactions", p
     if p.name == "ratings.csv" and (p.parent / "movies.csv").exists():
         return "movielens", p.parent
     raise DataError(
         f"{p}: cannot tell the format; looked for an 'event_type' column (mlsd events) or "
-        f"'user_id', 'item_id' (or 'video_id') and 'timestamp' columns (interactions) "
+        f"'user_id' and 'item_id' (or 'video_id') columns (interactions) "
         f"(columns present: {', '.join(cols) or 'none'})"
     )
 

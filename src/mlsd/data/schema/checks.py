@@ -7,14 +7,15 @@ for CSV, line) and the mask of rows to drop when repairing; the ``check_*`` func
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlsd.data._coerce import coerce
+from mlsd.data._coerce import coerce, mixed_epoch_units
 from mlsd.data.schema.tables import (
     EVENT_TYPES,
     ID_COLUMN,
@@ -35,6 +36,12 @@ def _fmt(v: object) -> str:
     if isinstance(v, datetime):
         return v.isoformat()
     return repr(v)
+
+
+class _Ids(Protocol):
+    """What messages need of an id map (:class:`mlsd.data.ids.IdMap`): a code's original id."""
+
+    def value_of(self, code: int) -> str: ...
 
 
 def _bools(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -59,9 +66,21 @@ class Collector:
 
     def __init__(self, kind: str, file: str, n: int, csv: bool) -> None:
         self.kind, self.file, self.n, self.csv = kind, file, n, csv
+        #: id column -> its map, when the input's ids were strings: messages show those
+        self.id_maps: Mapping[str, _Ids] = {}
         self.problems: list[Problem] = []
         self.drop = np.zeros(n, dtype=bool)
         self.reasons: dict[str, int] = {}
+
+    def show(self, column: str, value: object) -> str:
+        """A value of ``column`` as the user wrote it (a string id rather than its code)."""
+        m = self.id_maps.get(column)
+        if m is not None and isinstance(value, int | np.integer):
+            try:
+                return _fmt(m.value_of(int(value)))
+            except KeyError:
+                pass
+        return _fmt(value.item() if isinstance(value, np.generic) else value)
 
     def line(self, row: int) -> int | None:
         # CSV: line 1 is the header, so row i (0-based) is on line i + 2.
@@ -94,7 +113,7 @@ class Collector:
         if found is not None:
             what = found(first)
         elif values is not None:
-            what = f"value {_fmt(values[first].as_py())}"
+            what = f"value {self.show(column, values[first].as_py())}"
         else:
             what = "bad value"
         self.problems.append(
@@ -147,6 +166,10 @@ def conform(
             continue
         raw = table.column(f.name)
         out, bad = coerce(raw, f.type)
+        mixed = mixed_epoch_units(raw) if pa.types.is_timestamp(f.type) else None
+        if mixed is not None:  # epochs in two units: say which unit the rest of the column has
+            col.rows(mixed.mask, f.name, mixed.expected(), "mixed time units", found=mixed.found)
+            bad = bad & ~mixed.mask
         col.rows(bad, f.name, _type_name(f.type), "dtype", values=raw)
         arrays.append(out)
     return pa.Table.from_arrays(arrays, schema=schema), col
@@ -195,7 +218,7 @@ def check_rows(t: pa.Table, kind: str, col: Collector) -> None:
 
         def first_seen(row: int) -> str:
             earlier = int(np.flatnonzero(valid & (idv == idv[row]))[0])
-            return f"value {idv[row]}, already at {col.where(earlier)}"
+            return f"value {col.show(idc, idv[row])}, already at {col.where(earlier)}"
 
         col.rows(
             _duplicates(idv, valid),
@@ -242,6 +265,14 @@ def check_rows(t: pa.Table, kind: str, col: Collector) -> None:
             "position >= 1 (1 = top of the slate)",
             "bad position",
             values=pos,
+        )
+        wt = t.column("weight")
+        col.rows(
+            _np(wt, 0.0) < 0,
+            "weight",
+            "weight >= 0 (a count or confidence; 0: seen but not a positive)",
+            "negative weight",
+            values=wt,
         )
 
 
@@ -293,7 +324,8 @@ def check_watch_vs_duration(
 
     def found(row: int) -> str:
         return (
-            f"value {_fmt(float(w[row]))} but video {vids[row]} has duration_s "
+            f"value {_fmt(float(w[row]))} but video {ecol.show('video_id', vids[row])} has "
+            "duration_s "
             f"{_fmt(float(dur[row]))}"
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -66,6 +67,7 @@ def validate(
     *,
     repair: bool = False,
     csv: Mapping[str, bool] | None = None,
+    id_maps: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, pa.Table], ValidationReport]:
     """Validate raw tables (keys among users, creators, videos, events) against the contracts.
 
@@ -78,7 +80,8 @@ def validate(
     problems such as a missing column or an empty file cannot be repaired and always raise, as
     does a repair that leaves no events). Events referencing ids absent from a given
     users/videos table are problems (videos referencing absent creators likewise); tables not
-    given are not checked against.
+    given are not checked against. ``id_maps`` (id column -> :class:`~mlsd.data.ids.IdMap`)
+    says which id columns hold codes of string ids: messages show the ids instead.
     """
     unknown = sorted(set(tables) - set(SCHEMAS))
     if unknown:
@@ -94,6 +97,7 @@ def validate(
         if raw is None:
             continue
         t, col = conform(raw, kind, files.get(kind, f"<{kind}>"), csv=csv.get(kind, False))
+        col.id_maps = dict(id_maps or {})
         check_rows(t, kind, col)
         conformed[kind], cols[kind] = t, col
 

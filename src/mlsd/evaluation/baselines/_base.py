@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
+from mlsd.data.labels import confidence
 from mlsd.errors import ConfigError, DataError
 from mlsd.evaluation.interactions import PAD, Interactions, as_interactions
 
@@ -54,7 +55,8 @@ class BaseRecommender:
 
     Subclasses set hyperparameters in ``__init__`` (stored verbatim, validated in
     :meth:`_check_params`), learn in :meth:`_fit` from the user x item matrix ``X``
-    (``csr float32[n_users, n_items]``, dense indices, repeated pairs' weights summed) and
+    (``csr float32[n_users, n_items]``, dense indices: each row counts ``log2(1 + weight)``,
+    :func:`mlsd.data.labels.confidence`, 1 for a plain positive, summed over a pair's rows) and
     score in :meth:`_scores`. Learned state ends with ``_``:
 
     - ``user_ids_``, ``item_ids_``: ``int64`` sorted training ids (row/column ``i`` of ``X`` is
@@ -109,8 +111,10 @@ class BaseRecommender:
             raise DataError(f"{type(self).__name__}.fit: no interactions; expected at least one")
         users, u = np.unique(data.user_ids, return_inverse=True)
         items, i = np.unique(data.item_ids, return_inverse=True)
+        # each row counts log2(1 + weight): 1 for a plain positive, a count by its log
+        w = confidence(data.weights)
         x = sp.csr_matrix(
-            (data.weights, (u.ravel(), i.ravel())), shape=(len(users), len(items)), dtype=np.float32
+            (w, (u.ravel(), i.ravel())), shape=(len(users), len(items)), dtype=np.float32
         )
         x.sum_duplicates()
         self.user_ids_, self.item_ids_ = users, items

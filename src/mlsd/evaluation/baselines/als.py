@@ -1,8 +1,10 @@
 """ALS: implicit-feedback matrix factorisation (Hu, Koren & Volinsky, ICDM 2008) via the
 ``implicit`` library's CPU solver (conjugate-gradient updates, Takács et al., RecSys 2011).
 
-Confidence of an observed pair is ``alpha * weight`` as ``implicit`` defines it; unobserved
-pairs have confidence 1 and preference 0. Scores are ``user_factors · item_factors``.
+Confidence of an observed pair is ``alpha * log2(1 + w)`` for a row of weight ``w`` (``implicit``
+multiplies the matrix, whose entries :class:`BaseRecommender` makes ``log2(1 + w)``: Hu et
+al.'s log scaling of counts, ``alpha`` for a plain positive; repeated rows add up);
+unobserved pairs have confidence 1 and preference 0. Scores are ``user_factors · item_factors``.
 """
 
 from __future__ import annotations

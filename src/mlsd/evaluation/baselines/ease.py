@@ -5,17 +5,18 @@ A dense item x item weight matrix ``B`` with zero diagonal that reconstructs ``X
 learned in closed form: with ``P = (XᵀX + λI)⁻¹``, ``B = I - P · diagMat(1 / diag(P))``, i.e.
 ``B_ij = -P_ij / P_jj`` off the diagonal and ``B_jj = 0`` (Steck 2019, eq. 8). A user's scores
 are their row of ``XB``. The cost is an ``n_items x n_items`` inverse: ``O(n_items³)`` time and
-``8 n_items²`` bytes, so catalogs above ``max_items`` are refused.
+``4 n_items²`` bytes (float32; the solve is :func:`mlsd.retrieval.item_item.ease_weights`),
+so catalogs above ``max_items`` are refused.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from mlsd.errors import ConfigError
 from mlsd.evaluation.baselines._base import BaseRecommender
+from mlsd.retrieval.item_item import ease_weights
 
 __all__ = ["EASE"]
 
@@ -46,14 +47,7 @@ class EASE(BaseRecommender):
                 "O(n³) time). Use ItemKNN or ALS for this catalog, filter it to its most "
                 "popular items, or raise max_items if the machine can take it"
             )
-        g = np.asarray((x.T @ x).toarray(), dtype=np.float64)
-        g[np.diag_indices(m)] += self.l2
-        # G is symmetric positive definite (λ > 0): a Cholesky solve is faster and steadier
-        # than a general inverse.
-        p = scipy.linalg.cho_solve(scipy.linalg.cho_factor(g, overwrite_a=True), np.eye(m))
-        b = p / -np.diag(p)[None, :]
-        b[np.diag_indices(m)] = 0.0
-        self.B_ = b.astype(np.float32)
+        self.B_ = ease_weights(x, self.l2)
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._x[rows] @ self.B_, dtype=np.float32)

@@ -15,9 +15,12 @@ from mlsd.evaluation.report.sections import Figure, Section, Table, Text
 from mlsd.evaluation.segments import SEGMENTS
 
 __all__ = [
+    "BEYOND_CAPTION",
     "backtest_plot",
     "backtest_sections",
     "backtest_table",
+    "beyond_rows",
+    "beyond_table",
     "comparison_sections",
     "metric_bars",
     "metrics_table",
@@ -97,6 +100,52 @@ def segment_table(
     return Table(cols, rows, title or f"{metric} by user segment", bold_best=True)
 
 
+BEYOND: tuple[str, ...] = ("coverage", "ild", "novelty", "creator_gini")
+BEYOND_CAPTION = (
+    "coverage@k: share of the catalog (every video of the videos table) recommended to at "
+    "least one user of the row (catalog coverage, Ge, Delgado-Battenfeld & Jannach, RecSys "
+    "2010). ild@k: intra-list diversity, per list 1 - the mean similarity of its item pairs "
+    "(same topic: 1, else 0), averaged over users (Ziegler et al., WWW 2005). novelty@k: mean "
+    "self-information -log2 p of the recommended items in bits, p = (training users of the "
+    "item + 1) / (training users + 1), averaged over users (Zhou et al., PNAS 2010). "
+    "creator_gini@k: Gini coefficient of the recommendation slots per creator, over every "
+    "creator of the catalog (0: even exposure; near 1: a few creators get all; lower is "
+    "better; Damgaard & Weiner 2000). A dash: the catalog lacks what the metric needs "
+    "(topics, creators) or the segment has no users. Definitions: mlsd.evaluation.beyond."
+)
+
+
+def beyond_rows(comparison: Comparison) -> tuple[list[str], list[list[Any]]]:
+    """The beyond-accuracy metrics at ``k`` of every model, overall (segment ``all``) and per
+    user segment: ``(columns, rows)``, columns ``model, segment, users, coverage@k, ild@k,
+    novelty@k, creator_gini@k``, NaN where a metric was not computed. No rows when no model
+    has any (the evaluation had no catalog side information)."""
+    k = comparison.k
+    metrics = [f"{m}@{k}" for m in BEYOND]
+    cols = ["model", "segment", "users", *metrics]
+    rows: list[list[Any]] = []
+    for name, r in comparison.results.items():
+        ev = r.evaluation
+        for seg in ("all", *SEGMENTS):
+            vals = ev.metrics if seg == "all" else ev.segments.get(seg)
+            if vals is None:
+                continue
+            rows.append(
+                [name, seg, ev.n_users.get(seg, 0)] + [vals.get(m, math.nan) for m in metrics]
+            )
+    if not any(isinstance(v, float) and not math.isnan(v) for row in rows for v in row[3:]):
+        return cols, []
+    return cols, rows
+
+
+def beyond_table(
+    comparison: Comparison, *, title: str | None = "Beyond accuracy by user segment"
+) -> Table | None:
+    """:func:`beyond_rows` as a table with the definitions as caption; None without rows."""
+    cols, rows = beyond_rows(comparison)
+    return Table(cols, rows, title, BEYOND_CAPTION) if rows else None
+
+
 def tuning_table(tuned: Mapping[str, TuneResult], *, title: str | None = "Tuning") -> Table:
     """Best hyperparameters per model with their validation score and number of trials."""
     rows = [
@@ -120,8 +169,9 @@ def comparison_sections(
     tuned: Mapping[str, TuneResult] | None = None,
     name: str = "comparison",
 ) -> list[Section]:
-    """Metrics table, bar chart of ``bars`` (default NDCG@k and Recall@k), segment table and,
-    when given, the tuning table, for one :class:`Comparison`."""
+    """Metrics table, bar chart of ``bars`` (default NDCG@k and Recall@k), segment table, the
+    beyond-accuracy table per segment (when computed) and, when given, the tuning table, for
+    one :class:`Comparison`."""
     k = comparison.k
     bars = bars or (f"ndcg@{k}", f"recall@{k}")
     table = comparison.table()
@@ -131,6 +181,9 @@ def comparison_sections(
         metric_bars(table, bars, name=f"{name}_bars", title=" and ".join(bars) + " per model"),
         segment_table(comparison, f"ndcg@{k}"),
     ]
+    beyond = beyond_table(comparison)
+    if beyond is not None:
+        out.append(beyond)
     out.append(models_table(comparison))
     if tuned:
         out.append(tuning_table(tuned))

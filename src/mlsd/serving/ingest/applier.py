@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsd.pipeline.servable import Servable
+from mlsd.serving.ids import encode_records, id_maps
 from mlsd.serving.ingest.log import EventLogBackend, LogUnavailable, Position
 from mlsd.serving.ingest.records import records_table
 from mlsd.serving.service import ModelHolder
@@ -125,8 +126,9 @@ def apply_records(model: Servable, records: list[dict[str, Any]]) -> int:
 
     Why: a record that the model cannot apply would otherwise stop every worker at the same
     place in the log for good (they all read it); it is the same record everywhere, so
-    leaving it out keeps the workers in agreement."""
-    table, skipped = records_table(records)
+    leaving it out keeps the workers in agreement. Records keep ids as requests gave them;
+    a model of string ids gets them mapped to its codes here (see :mod:`mlsd.serving.ids`)."""
+    table, skipped = records_table(encode_records(id_maps(model), records))
     if not table.num_rows:
         return skipped
     try:

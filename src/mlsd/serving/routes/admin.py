@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
 
+from mlsd.serving.ids import IdRefused, id_maps, names, resolve, show
 from mlsd.serving.routes.common import AUTH, INVALID, require_key
-from mlsd.serving.schemas import MAX_ID, UserState
+from mlsd.serving.schemas import UserIdValue, UserState
 from mlsd.serving.state import Service
 
 router = APIRouter(prefix="/admin", tags=["operations"])
@@ -20,18 +22,24 @@ router = APIRouter(prefix="/admin", tags=["operations"])
     dependencies=[Depends(require_key)],
     responses={**AUTH, **INVALID},
 )
-async def user_state(
-    user_id: Annotated[int, Path(ge=0, le=MAX_ID, examples=[42])], state: Service
-) -> Any:
+async def user_state(user_id: Annotated[UserIdValue, Path()], state: Service) -> Any:
     """The user's online state on the worker that answers: recent positives (newest first),
     how many videos they have seen, the creators they blocked, their stored features, and
     where this worker is in the event log. Every worker applies the same log, so all
     answer alike once they have caught up (``lag_s``)."""
     m = state.holder.get()
-    s = await state.calls(m.user_state, user_id)
+    maps = id_maps(m)
+    try:
+        code, shown = resolve(maps, "user_id", user_id, ("path", "user_id"), path=True)
+    except IdRefused as e:
+        return Response(content=e.body(), status_code=422, media_type="application/json")
+    s = await state.calls(m.user_state, code)
+    videos = names(maps, "video_id")
+    if videos is not None:
+        s = {**s, "history": [show(videos, int(v)) for v in s.get("history", [])]}
     ing = state.ingestion
     return {
-        "user_id": user_id,
+        "user_id": shown,
         **s,
         "model_version": m.version,
         "log_position": ing.tailer.position if ing is not None else None,

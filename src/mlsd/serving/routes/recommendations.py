@@ -7,6 +7,8 @@ path of a read.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -14,16 +16,17 @@ from fastapi.responses import Response
 
 from mlsd.serving.arrival import arrival
 from mlsd.serving.encoding import epoch_ms, similar_json
+from mlsd.serving.ids import IdRefused, id_maps, names, resolve
 from mlsd.serving.recommend import recommend
 from mlsd.serving.routes.common import BODY, INVALID
 from mlsd.serving.schemas import (
     DEFAULT_K,
-    MAX_ID,
     MAX_K,
     ErrorResponse,
     RecommendationRequest,
     RecommendationResponse,
     SimilarResponse,
+    VideoIdValue,
 )
 from mlsd.serving.state import Service
 
@@ -45,10 +48,13 @@ async def recommendations(req: RecommendationRequest, request: Request, state: S
     """
     received = arrival(request.scope)  # the budget includes waiting for the model
     c = req.context
-    body = await recommend(
-        state, req.user_id, req.k, c.device, c.surface, req.explain,
-        time_ms=epoch_ms(c.time), received=received,
-    )  # fmt: skip
+    try:
+        body = await recommend(
+            state, req.user_id, req.k, c.device, c.surface, req.explain,
+            time_ms=epoch_ms(c.time), received=received,
+        )  # fmt: skip
+    except IdRefused as e:
+        return Response(content=e.body(), status_code=422, media_type="application/json")
     return Response(content=body, media_type="application/json")
 
 
@@ -60,14 +66,21 @@ async def recommendations(req: RecommendationRequest, request: Request, state: S
 )
 async def similar(
     state: Service,
-    video_id: int = PathParam(
-        ge=0, le=MAX_ID, description="A video in the model's catalog.", examples=[1001]
-    ),
+    video_id: Annotated[
+        VideoIdValue,
+        PathParam(description="A video in the model's catalog.", examples=[1001, "sku-000A"]),
+    ],
     k: int = Query(default=DEFAULT_K, ge=1, le=MAX_K, description="How many.", examples=[10]),
 ) -> Response:
     """Videos similar to one video (\"more like this\"), by item embedding."""
     m = state.holder.get()
-    if not bool(m.known_videos(np.array([video_id], dtype=np.int64))[0]):
-        raise HTTPException(404, f"unknown video_id {video_id}")
-    items = await state.calls(m.similar, video_id, k)
-    return Response(content=similar_json(video_id, items, m.version), media_type="application/json")
+    maps = id_maps(m)
+    try:
+        code, shown = resolve(maps, "video_id", video_id, ("path", "video_id"), path=True)
+    except IdRefused as e:
+        return Response(content=e.body(), status_code=422, media_type="application/json")
+    if not bool(m.known_videos(np.array([code], dtype=np.int64))[0]):
+        raise HTTPException(404, f"unknown video_id {shown!r}")
+    items = await state.calls(m.similar, code, k)
+    body = similar_json(shown, items, m.version, names(maps, "video_id"))
+    return Response(content=body, media_type="application/json")

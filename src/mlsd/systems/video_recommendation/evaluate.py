@@ -3,12 +3,17 @@
 :func:`evaluate_system` runs one protocol end to end:
 
 1. the holdout (``temporal``: train before a cut, test on the next period's positives;
-   ``per-user``: each user's last ``test_share`` of positives, as for MovieLens);
+   ``per-user``: each user's last ``test_share`` of positives, as for MovieLens; either
+   becomes ``per-user-random``, a seeded random ``test_share`` of each user's items, on a log
+   whose times order nothing, which is said through ``log``); a test set of fewer than
+   ``min_test_users`` users is refused (its metrics would be noise);
 2. a validation slice carved from the training side only (never the test slice) on which the
    baselines' hyperparameters are tuned by grid search on NDCG@k;
 3. the tuned baselines (MostPop, ItemKNN, EASE when the catalog is small enough, ALS) and the
    full :class:`~mlsd.pipeline.Recommender`, each fitted on the whole training side and scored
-   on the test users with their training items excluded;
+   on the test users with their training items excluded: accuracy and, against the videos
+   table as catalog, coverage, intra-list diversity, novelty and creator concentration
+   (:mod:`mlsd.evaluation.beyond`), overall and per user segment;
 4. optionally a rolling-origin backtest of the same models (``backtest_windows`` >= 3), in a
    second process when ``workers`` >= 2 so that it overlaps steps 2-3 (each model trains on
    one thread, so two processes use two cores).
@@ -30,11 +35,11 @@ from multiprocessing.pool import AsyncResult, Pool
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow.compute as pc
 
 from mlsd.config import LabelConfig
 from mlsd.data.dataset import Dataset
-from mlsd.errors import ConfigError
+from mlsd.data.timing import NO_ORDER_NOTE, has_time_order, late_outliers, table_ms
+from mlsd.errors import ConfigError, DataError
 from mlsd.evaluation import (
     ALS,
     EASE,
@@ -46,11 +51,13 @@ from mlsd.evaluation import (
     TuneResult,
     compare,
     per_user_holdout,
+    random_holdout,
     temporal_holdout,
     tune,
     validation_holdout,
 )
 from mlsd.evaluation.backtest import backtest_window, rolling_origins
+from mlsd.evaluation.beyond import ItemInfo
 from mlsd.evaluation.interactions import Model
 from mlsd.evaluation.report import (
     Section,
@@ -84,7 +91,8 @@ _CLASSES: dict[str, Callable[..., Model]] = {
     "EASE": EASE,
     "ALS": ALS,
 }
-EASE_MAX_ITEMS = 12_000  # a dense n x n solve; above this it dominates the run (O(n^3))
+EASE_MAX_ITEMS = 16_000  # a dense n x n solve; above this it dominates the run (O(n^3))
+MIN_TEST_USERS = 10  # below this, a holdout's metrics are noise: refused unless lowered
 
 
 @dataclass
@@ -125,14 +133,38 @@ class EvaluationRun:
 
 
 def _holdout(
-    data: Dataset, protocol: Protocol, test_share: float, test_days: float, labels: LabelConfig
+    data: Dataset,
+    protocol: Protocol,
+    test_share: float,
+    test_days: float,
+    labels: LabelConfig,
+    seed: int,
+    say: Callable[[str], None],
 ) -> Holdout:
+    if protocol not in ("temporal", "per-user"):
+        raise ConfigError(f"protocol {protocol!r}: expected 'temporal' or 'per-user'")
+    ms = table_ms(data.events)
+    if not has_time_order(ms):
+        say(NO_ORDER_NOTE)
+        return random_holdout(data, test_share=test_share, seed=seed, labels=labels)
     if protocol == "temporal":
-        tmax = pc.max(data.events.column("timestamp")).as_py()
-        return temporal_holdout(data, split_time=tmax - timedelta(days=test_days), labels=labels)
-    if protocol == "per-user":
-        return per_user_holdout(data, test_share=test_share, labels=labels)
-    raise ConfigError(f"protocol {protocol!r}: expected 'temporal' or 'per-user'")
+        late = late_outliers(ms)  # the cut follows the bulk of the log, not a skewed clock
+        if late.count:
+            say(late.describe(ms) + "; the cut ignores them")
+        end = late.bulk_end
+        return temporal_holdout(data, split_time=end - timedelta(days=test_days), labels=labels)
+    return per_user_holdout(data, test_share=test_share, labels=labels)
+
+
+def _check_test_users(holdout: Holdout, min_test_users: int) -> None:
+    n = len(holdout.test)
+    if n < min_test_users:
+        raise DataError(
+            f"{holdout.summary()}: {n} test user(s) is too few for metrics that mean anything; "
+            f"expected at least {min_test_users}. Give a longer log (or a longer test period), "
+            f"try the per-user protocol, or lower the bound (--min-test-users {n}) to score "
+            "them anyway"
+        )
 
 
 def evaluate_system(
@@ -153,6 +185,7 @@ def evaluate_system(
     workers: int = 1,
     pool: Pool | None = None,
     log: Callable[[str], None] | None = None,
+    min_test_users: int = MIN_TEST_USERS,
 ) -> EvaluationRun:
     """Tune the baselines on a validation slice, then compare them with the pipeline on the
     test slice (see the module docstring). ``grids`` override :data:`DEFAULT_GRIDS` (an empty
@@ -161,7 +194,8 @@ def evaluate_system(
     backtest of the pipeline and ``backtest_baselines`` over windows of ``backtest_days``;
     each window scores at most ``backtest_max_users`` test users (a seeded sample); with
     ``workers`` >= 2 it runs in spawned processes while the holdout is evaluated, or in
-    ``pool`` (a caller-owned ``multiprocessing`` spawn pool, left open) when given."""
+    ``pool`` (a caller-owned ``multiprocessing`` spawn pool, left open) when given. A holdout
+    with fewer than ``min_test_users`` test users raises :class:`DataError` (0: never)."""
     run_with = functools.partial(
         _evaluate,
         data,
@@ -178,6 +212,7 @@ def evaluate_system(
         backtest_baselines=backtest_baselines,
         backtest_max_users=backtest_max_users,
         log=log,
+        min_test_users=min_test_users,
     )
     if pool is not None:
         return run_with(pool=pool)
@@ -223,6 +258,7 @@ def _evaluate(
     backtest_max_users: int | None,
     pool: Pool | None,
     log: Callable[[str], None] | None,
+    min_test_users: int,
 ) -> EvaluationRun:
     say = log or (lambda _m: None)
     labels = labels or LabelConfig()
@@ -234,8 +270,11 @@ def _evaluate(
         raise ConfigError(f"k={k}: expected an integer >= 1")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    holdout = _holdout(data, protocol, test_share, test_days, labels)
+    seed = config.seed if config is not None else 0
+    holdout = _holdout(data, protocol, test_share, test_days, labels, seed, say)
     say(holdout.summary())
+    _check_test_users(holdout, min_test_users)
+    proto = holdout.protocol  # per-user-random when the log's times order nothing
     n_items = len(np.unique(holdout.train.item_ids))
     if k > n_items:
         raise ConfigError(f"k={k}: larger than the {n_items:,} items of the training side")
@@ -247,7 +286,7 @@ def _evaluate(
             f"{n_items:,} training items; EASE solves a dense {n_items:,}² system, above the "
             f"{EASE_MAX_ITEMS:,} set for this run"
         )
-    cfg = config or PipelineConfig(label_split="global" if protocol == "temporal" else "per-user")
+    cfg = config or PipelineConfig(label_split="global" if proto == "temporal" else "per-user")
     t_bt = time.perf_counter()
     delta = timedelta(days=backtest_days)
     origins = rolling_origins(data.events, backtest_windows, delta) if backtest_windows else []
@@ -267,7 +306,7 @@ def _evaluate(
         say(f"backtest: {len(origins)} pipeline windows started in worker processes")
     valid = (
         validation_holdout(holdout, horizon=timedelta(days=test_days))
-        if protocol == "temporal"
+        if proto == "temporal"
         else validation_holdout(holdout)
     )
     tuned: dict[str, TuneResult] = {}
@@ -304,9 +343,10 @@ def _evaluate(
             pool.apply_async(_run_window, (data, bt_baselines, None, t, *common)) for t in origins
         ]
     results = {}
+    items = ItemInfo.from_videos(data.videos)  # beyond accuracy: coverage, ILD, novelty, Gini
     for name, make in factories.items():
         t1 = time.perf_counter()
-        c = compare({name: make}, holdout, k=k)
+        c = compare({name: make}, holdout, k=k, items=items)
         results[name] = c.results[name]
         m = c.results[name].evaluation.metrics
         say(
@@ -330,7 +370,7 @@ def _evaluate(
         say(f"backtest: {len(bt.windows)} windows, done {seconds['backtest']:.0f} s after start")
     seconds["total"] = time.perf_counter() - t0
     return EvaluationRun(
-        protocol, k, holdout, comparison, tuned, bt, skipped, seconds, holder.get("last")
+        proto, k, holdout, comparison, tuned, bt, skipped, seconds, holder.get("last")
     )
 
 
