@@ -327,4 +327,16 @@ def evaluation(r: Results) -> str:
             + f" ({run['seconds']:.0f} s for the whole run).",
             "",
         ]
+        new = {
+            m: v
+            for m, v in run.get("new_users", {}).items()
+            if v.get("ndcg@20") == v.get("ndcg@20") and v
+        }
+        if new:
+            out += [
+                "New users (no training positive): "
+                + ", ".join(f"{m} ndcg@20 {v['ndcg@20']:.4f}" for m, v in new.items())
+                + ".",
+                "",
+            ]
     return "\n".join(out) + "\n" + measured_on(d)

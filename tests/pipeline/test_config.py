@@ -31,7 +31,12 @@ def _defaults(cls: type) -> dict[str, Any]:
         (TwoTowerConfig, TwoTowerSource, {"seed"}),  # the pipeline's seed
         (ALSConfig, ALSSource, {"seed"}),
         # a pipeline trains its ranker on one thread with its own seed; weights are positional
-        (RankerConfig, GBDTRanker, {"seed", "num_threads", "weights", "deep", "student"}),
+        # and chooses its objective (auto: both fitted, the better kept)
+        (
+            RankerConfig,
+            GBDTRanker,
+            {"seed", "num_threads", "weights", "deep", "student", "objective"},
+        ),
         # the student's mix of labels is set for distillation only (StudentConfig)
         (NeuralRankerConfig, DeepRanker, {"seed", "weights", "hard_label_weight"}),
     ],

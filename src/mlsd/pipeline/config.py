@@ -40,6 +40,10 @@ class StagesConfig(StrictModel):
       ``tune_quotas`` (:mod:`mlsd.pipeline.tuning`: the shares that find the most of the
       label positives at the internal cut; written back here, so a saved model keeps them),
       else the system's defaults;
+    - ``cold_start``: how a user without history is ordered: by popularity (the popular
+      source's order: the MostPop baseline's, the default), by the ranker, or ``auto``:
+      decided at fit on the ranker's new validation users and written back here
+      (:mod:`mlsd.pipeline.cold_start`);
     - ``budget_ms``: total time budget of one request, from when the service received it;
       past it the remaining stages are skipped and the best order so far is served, marked
       degraded;
@@ -59,6 +63,7 @@ class StagesConfig(StrictModel):
     ranker_kind: RankerKind = "gbdt"
     quotas: dict[str, float] | None = None
     tune_quotas: bool = True
+    cold_start: Literal["auto", "ranker", "popular"] = "popular"
     budget_ms: float = Field(default=80.0, gt=0)
     queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()

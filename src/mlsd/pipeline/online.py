@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from mlsd.pipeline.cold_start import cold_scores
 from mlsd.pipeline.explain import served_items
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import DegradedKind, RequestCtx, Served, ServedItem
@@ -85,7 +86,9 @@ def serve(p: Parts, user_id: int, k: int, ctx: RequestCtx, explain: bool = False
                 stage["ranking"] = elapsed() - queued - stage["retrieval"] - stage["features"]
             except Exception as e:
                 kind, reason = "ranker_failed", f"ranker failed: {type(e).__name__}"
-        if proba is not None:
+        if proba is not None and x is not None and cold and p.config.cold_start == "popular":
+            score = cold_scores(x, p.ranking.feature_names_ + p.retrieval.feature_names_)
+        elif proba is not None:
             score = np.asarray(sum(ranker.weights[o] * q for o, q in proba.items()))
         else:  # retrieval order, rules still applied (filters are not optional)
             ok = items != PAD

@@ -20,6 +20,7 @@ from mlsd.features import (
     feature_matrix,
     materialize,
 )
+from mlsd.pipeline.ndcg import ndcg_by_user
 from mlsd.ranking.base import Ranker, RankerKind
 from mlsd.ranking.config import RankerConfig
 from mlsd.ranking.factory import fit_ranker
@@ -91,19 +92,42 @@ class RankingStage:
         if is_valid.all() or not is_valid.any():
             is_valid = np.zeros(len(users), bool)
             is_valid[-max(1, len(users) // 10) :] = True
+        self.valid_users_ = np.unique(users[is_valid])
         sw = {o: w[~is_valid] for o, w in (sample_weight or {}).items() if o in weights}
-        ranker = fit_ranker(
-            self.kind,
-            self.config,
-            weights,
-            x[~is_valid],
-            {o: labels[o][~is_valid] for o in weights},
-            names,
-            valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
-            seed=seed,
-            sample_weight=sw or None,
-            say=say,
-        )
+
+        def fit(config: RankerConfig) -> Ranker:
+            return fit_ranker(
+                self.kind,
+                config,
+                weights,
+                x[~is_valid],
+                {o: labels[o][~is_valid] for o in weights},
+                names,
+                valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
+                seed=seed,
+                sample_weight=sw or None,
+                say=say,
+                groups=(users[~is_valid], users[is_valid]),
+            )
+
+        if self.config.objective != "auto" or self.kind != "gbdt":
+            ranker = fit(self.config)
+        else:  # pointwise or listwise: whichever orders the validation users' lists better
+            got = {}
+            for objective in ("binary", "lambdarank"):
+                r = fit(self.config.model_copy(update={"objective": objective}))
+                served = (
+                    is_valid & (x[:, names.index("n_sources")] > 0)
+                    if "n_sources" in names
+                    else is_valid
+                )
+                ndcg = ndcg_by_user(r.score(x[served]), labels[next(iter(weights))][served],
+                                    users[served])  # fmt: skip
+                got[objective] = (ndcg, r)
+            best = max(got, key=lambda o: got[o][0])
+            say("ranker objective: " + ", ".join(f"{o} NDCG@20 {v[0]:.4f}" for o, v in got.items())
+                + f" on the validation users: {best}")  # fmt: skip
+            ranker = got[best][1]
         self.ranker_: Ranker = ranker
         return ranker
 

@@ -126,6 +126,7 @@ class Recommender(TwoStage):
         config = dict(meta["config"])
         for key in ("ease", "itemknn"):  # bundles written before these sources had neither
             config.setdefault(key, None)
+        config.setdefault("cold_start", "ranker")  # nor a cold-start order: the ranker's
         self = cls(config, online_store=online_store)
         persistence.restore(self, directory, meta)
         self.warm_up()

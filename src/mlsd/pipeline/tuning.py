@@ -14,8 +14,10 @@ slice of an evaluation never is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ from mlsd.pipeline.retrieval import RetrievalStage
 from mlsd.retrieval import PAD
 from mlsd.retrieval.base import row_keys
 
-__all__ = ["QuotaTuning", "tune_quotas"]
+__all__ = ["QuotaTuning", "tune_at_cut", "tune_quotas"]
 
 FLOOR = 0.01  # share every source keeps
 
@@ -113,3 +115,16 @@ def tune_quotas(
         + ", ".join(f"{n} {q:.2f}" for n, q in out.quotas.items() if q > FLOOR)
     )
     return out
+
+
+def tune_at_cut(p: Any, split: LabelSplit) -> None:
+    """Tune what a two-stage pipeline ``p`` tunes at its label cut (the shares, when
+    ``p.config.tune_quotas`` and none are set) and write it into ``p.config``."""
+    cfg = p.config
+    if not cfg.tune_quotas or cfg.quotas is not None:
+        return
+    t0 = time.perf_counter()
+    tuned = tune_quotas(p.retrieval, split, cfg.candidates, seed=cfg.seed, say=p.say)
+    p.retrieval.set_quotas(tuned.quotas)
+    p.config = cfg.model_copy(update={"quotas": tuned.quotas})
+    p.stats.seconds["tune_quotas"] = time.perf_counter() - t0

@@ -36,6 +36,7 @@ from mlsd.features import FeatureRegistry, MemoryStore, OnlineStore
 from mlsd.features.signals import timestamps_ms
 from mlsd.pipeline import batch, online, snapshot
 from mlsd.pipeline.cache import CachedRetrieval
+from mlsd.pipeline.cold_start import resolve_cold_start
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
 from mlsd.pipeline.labels import label_split, log_end
@@ -45,7 +46,7 @@ from mlsd.pipeline.servable import ServingOptions
 from mlsd.pipeline.snapshot import TouchedUsers
 from mlsd.pipeline.state import UserState, append_events
 from mlsd.pipeline.training import training_rows
-from mlsd.pipeline.tuning import tune_quotas
+from mlsd.pipeline.tuning import tune_at_cut
 from mlsd.pipeline.types import RequestCtx, Served, ServedItem, ServingStatus
 from mlsd.pipeline.version import content_version, data_fingerprints
 from mlsd.ranking.config import RankerConfig
@@ -155,12 +156,7 @@ class TwoStage:
         t0 = time.perf_counter()
         self.retrieval.fit(ds, split.before, now_ms=split.now_ms)
         sec["retrieval_fit_for_labels"] = time.perf_counter() - t0
-        if cfg.tune_quotas and cfg.quotas is None:  # shares chosen on the label cut
-            t0 = time.perf_counter()
-            tuned = tune_quotas(self.retrieval, split, cfg.candidates, seed=cfg.seed, say=self.say)
-            self.retrieval.set_quotas(tuned.quotas)
-            self.config = cfg = cfg.model_copy(update={"quotas": tuned.quotas})
-            sec["tune_quotas"] = time.perf_counter() - t0
+        tune_at_cut(self, split)  # the merged list's shares, into self.config
 
         # 2. Ranker rows: the candidates retrieval would have served at the cut, labelled.
         t0 = time.perf_counter()
@@ -182,6 +178,7 @@ class TwoStage:
             seed=cfg.seed, valid_users_share=cfg.valid_users_share, say=self.say,
             sample_weight=sample_weight,
         )  # fmt: skip
+        resolve_cold_start(self, split, ids(rows, "user_id"), x, labels["watch"], names, self.say)
         self.stats.counts.update(
             ranker_rows=len(x),
             ranker_positives=int(labels["watch"].sum()),

@@ -66,9 +66,13 @@ class RankerConfig(StrictModel):
     ranker's keyword arguments with its defaults, except two a pipeline sets: ``num_threads``
     is 1 (LightGBM's OpenMP threads spin while waiting; on a shared 2-core machine two threads
     were several times slower than one) and ``seed`` None takes the pipeline's seed.
+    ``objective``: ``binary`` (pointwise log-loss), ``lambdarank`` (listwise, within each
+    user's rows) or ``auto``: the pipeline fits both and keeps the one with the better NDCG@20
+    on its validation users (:class:`~mlsd.pipeline.ranking.RankingStage`).
     """
 
     weights: dict[str, float] = Field(default_factory=lambda: {"watch": 1.0, "like": 0.5})
+    objective: Literal["binary", "lambdarank", "auto"] = "auto"
     n_estimators: int = Field(default=400, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
     num_leaves: int = Field(default=63, ge=2)
@@ -95,4 +99,6 @@ class RankerConfig(StrictModel):
         out = self.model_dump(exclude={"weights", "deep", "student"})
         if out["seed"] is None:
             out["seed"] = seed
+        if out["objective"] == "auto":  # chosen by the pipeline (both fitted); alone: binary
+            out["objective"] = "binary"
         return out

@@ -35,6 +35,7 @@ def fit_ranker(
     seed: int,
     sample_weight: Mapping[str, np.ndarray] | None = None,
     say: Callable[[str], None] | None = None,
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Ranker:
     """Train a ranker of ``kind`` (``gbdt``, ``deep``, ``distilled``, ``int8``) configured by
     ``config`` for the objectives in ``weights`` on rows ``x`` (columns ``names``) and
@@ -43,13 +44,14 @@ def fit_ranker(
 
     ``distilled`` trains its teacher first (``config.student.teacher``) on the same rows;
     ``int8`` trains the deep network and quantizes it. Raises :class:`ConfigError` for an
-    unknown kind."""
+    unknown kind. ``groups`` (the user of each training and validation row) is what a GBDT
+    with ``config.objective == "lambdarank"`` ranks within; the neural kinds are pointwise."""
     say = say or (lambda _m: None)
     w = dict(weights)
     sw = sample_weight or None
     if kind == "gbdt":
         return GBDTRanker(w, **config.kwargs(seed)).fit(
-            x, labels, names, valid=valid, sample_weight=sw
+            x, labels, names, valid=valid, sample_weight=sw, groups=groups
         )
     if kind in ("deep", "int8"):
         deep = DeepRanker(w, **config.deep.kwargs(seed)).fit(
@@ -73,6 +75,7 @@ def fit_ranker(
             valid=valid,
             seed=seed,
             sample_weight=sample_weight,
+            groups=groups,
         )
         say(f"ranker: {teacher_kind} teacher trained; distilling it into the student")
         student = DeepRanker(w, **config.student.kwargs(seed))

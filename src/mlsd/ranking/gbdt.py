@@ -58,6 +58,7 @@ class GBDTRanker:
 
     weights: dict[str, float] = field(default_factory=lambda: {"watch": 1.0, "like": 0.5})
     _: KW_ONLY
+    objective: str = "binary"
     n_estimators: int = 400
     learning_rate: float = 0.05
     num_leaves: int = 63
@@ -74,7 +75,7 @@ class GBDTRanker:
 
     def _params(self) -> dict[str, Any]:
         return {
-            "objective": "binary",
+            "objective": self.objective,
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
@@ -98,6 +99,7 @@ class GBDTRanker:
         valid: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None,
         categorical: Sequence[str] = (),
         sample_weight: Mapping[str, np.ndarray] | None = None,
+        groups: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> GBDTRanker:
         """Train one booster per weighted objective.
 
@@ -105,9 +107,14 @@ class GBDTRanker:
         ``valid`` (features, labels) is used for early stopping and calibration (without it,
         the last 10% of rows are held out). ``sample_weight[o]`` (n,), optional per objective,
         weighs training rows (e.g. a positive's play count as a confidence); validation and
-        calibration stay unweighted, so probabilities keep meaning the label rate. Raises
-        DataError when an objective has a single class (e.g. no positives) and ConfigError for
-        unknown objectives.
+        calibration stay unweighted, so probabilities keep meaning the label rate.
+        ``groups`` (the query, e.g. the user, of each training and each validation row) is
+        what ``objective="lambdarank"`` ranks within (LambdaMART, Burges 2010: gradients of
+        NDCG swaps, early stopping on NDCG@20); its margins are then Platt-calibrated like the
+        binary ones, which keeps their order. Under lambdarank ``sample_weight`` is not used
+        (LightGBM weighs queries, not rows). Raises DataError when an objective has a single
+        class (e.g. no positives) or lambdarank lacks ``groups``, ConfigError for unknown
+        objectives.
         """
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(feature_names):
@@ -121,6 +128,17 @@ class GBDTRanker:
         bad = [o for o, w in sw.items() if w.shape != (len(x),) or not (w >= 0).all()]
         if bad:
             raise DataError(f"sample_weight of {bad}: expected ({len(x)},) weights >= 0")
+        rank = self.objective == "lambdarank"
+        if rank and (groups is None or valid is None):
+            raise DataError("objective 'lambdarank': give the groups and a validation set")
+        if rank and groups is not None and valid is not None:
+            # rows of one query must be contiguous: order both sets by group (stable)
+            o, ov = np.argsort(groups[0], kind="stable"), np.argsort(groups[1], kind="stable")
+            x, labels = x[o], {k: np.asarray(v)[o] for k, v in labels.items()}
+            valid = (np.asarray(valid[0])[ov], {k: np.asarray(v)[ov] for k, v in valid[1].items()})
+            sizes = np.unique(groups[0][o], return_counts=True)[1]
+            sizes_v = np.unique(groups[1][ov], return_counts=True)[1]
+            sw = {}
         if valid is None:
             cut = int(len(x) * 0.9)
             xv, lv = x[cut:], {o: np.asarray(y)[cut:] for o, y in labels.items()}
@@ -146,17 +164,20 @@ class GBDTRanker:
                 x,
                 y,
                 weight=sw.get(obj),
+                group=sizes if rank else None,
                 feature_name=self.feature_names_,
                 categorical_feature=cats or "auto",
                 free_raw_data=False,
             )
-            dvalid = lgb.Dataset(xv, yv, reference=dtrain)
+            dvalid = lgb.Dataset(xv, yv, group=sizes_v if rank else None, reference=dtrain)
             callbacks: list[Any] = []
             has_valid = len(yv) > 0 and yv.min() != yv.max()
             if has_valid and self.early_stopping_rounds > 0:
                 callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+            metric = {"metric": ["ndcg"], "eval_at": [20]} if rank else {
+                "metric": ["binary_logloss", "auc"]}  # fmt: skip
             booster = lgb.train(
-                {**self._params(), "metric": ["binary_logloss", "auc"]},
+                {**self._params(), **metric},
                 dtrain,
                 num_boost_round=self.n_estimators,
                 valid_sets=[dvalid] if has_valid else None,

@@ -65,9 +65,9 @@ class ALSConfig(StrictModel):
 class EASEConfig(StrictModel):
     """:class:`~mlsd.retrieval.item_item.EASESource` hyperparameters (see its docstring)."""
 
-    l2: float = Field(default=300.0, gt=0)
+    l2: float | None = Field(default=None, gt=0)
     history_len: int = Field(default=200, ge=1)
-    max_items: int = Field(default=16_000, ge=1)
+    max_items: int = Field(default=12_500, ge=1)
     name: str = "ease"
     exclude_seen: bool = True
 
