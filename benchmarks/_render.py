@@ -340,3 +340,22 @@ def evaluation(r: Results) -> str:
                 "",
             ]
     return "\n".join(out) + "\n" + measured_on(d)
+
+
+def byod(r: Results) -> str:
+    d = r.get("byod")
+    rows = [
+        "| log | test users | `mlsd train`/`recommend`: ndcg@20 | recall@20 | tuned EASE: ndcg@20 "
+        "| recall@20 | EASE L2 | `mlsd train` |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in d["runs"].values():
+        m, e = run["mlsd"], run["ease"]
+        b = {k: "**" if v else "" for k, v in run["mlsd_beats_ease"].items()}
+        rows.append(
+            f"| {run['dataset']} | {run['test_users']:,} | {b['ndcg@20']}{m['ndcg@20']:.4f}"
+            f"{b['ndcg@20']} | {b['recall@20']}{m['recall@20']:.4f}{b['recall@20']} | "
+            f"{e['ndcg@20']:.4f} | {e['recall@20']:.4f} | {e['l2']:g} | "
+            f"{m['train_seconds']:.0f} s |"
+        )
+    return "\n".join(rows) + "\n\n" + measured_on(d)

@@ -44,6 +44,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "retrieval-index": tables.retrieval_index,
     "evaluation-summary": tables.evaluation_summary,
     "evaluation": tables.evaluation,
+    "byod": tables.byod,
     "rankers": rankers.rankers,
     "serving-current": serving.serving_current,
     "serving-runs": serving.serving_runs,
@@ -60,6 +61,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
 # The benchmark script that writes a block's results, for the placeholder when they are missing.
 SCRIPTS = {
     "demo": "demo.py",
+    "byod": "byod.py",
     "serving": "serving.py --model BUNDLE",
     "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
     "events_mixed": "events.py mixed --model BUNDLE (and its other scenarios)",

@@ -10,6 +10,7 @@ import numpy as np
 
 from mlsd.errors import ConfigError, NotFittedError
 from mlsd.pipeline.cold_start import cold_scores
+from mlsd.pipeline.guard import source_scores
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import RecommendationBatch
 from mlsd.reranking import DropWatched, RuleChain, Slate
@@ -87,10 +88,13 @@ def recommend_batch(
                 xs.append(x)
             sizes = np.array([len(x) for x in xs])
             scores = np.split(ranker.score(np.concatenate(xs)), np.cumsum(sizes)[:-1])
-            if p.config.cold_start == "popular":  # new users: the popular order
-                names = p.ranking.feature_names_ + p.retrieval.feature_names_
-                for j in np.flatnonzero(cold[lo : lo + BATCH_USERS]).tolist():
+            names = p.ranking.feature_names_ + p.retrieval.feature_names_
+            by = p.config.order_by
+            for j in range(len(xs)):
+                if cold[lo + j] and p.config.cold_start == "popular":  # the popular order
                     scores[j] = cold_scores(xs[j], names)
+                elif by not in ("ranker", "auto"):  # a source orders better (see guard)
+                    scores[j] = source_scores(xs[j], names, by)
             for i, u in enumerate(ub.tolist()):
                 items = cand.items[i][keep[i]]
                 order = np.argsort(-scores[i], kind="stable")

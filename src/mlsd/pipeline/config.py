@@ -44,6 +44,10 @@ class StagesConfig(StrictModel):
       source's order: the MostPop baseline's, the default), by the ranker, or ``auto``:
       decided at fit on the ranker's new validation users and written back here
       (:mod:`mlsd.pipeline.cold_start`);
+    - ``order_by``: what orders the candidates: ``ranker``, a source's name (its own rank), or
+      ``auto``: the ranker unless a source orders whole candidate lists better on the
+      ranker's validation users, decided at fit and written back here
+      (:mod:`mlsd.pipeline.guard`);
     - ``budget_ms``: total time budget of one request, from when the service received it;
       past it the remaining stages are skipped and the best order so far is served, marked
       degraded;
@@ -64,6 +68,7 @@ class StagesConfig(StrictModel):
     quotas: dict[str, float] | None = None
     tune_quotas: bool = True
     cold_start: Literal["auto", "ranker", "popular"] = "popular"
+    order_by: str = "auto"
     budget_ms: float = Field(default=80.0, gt=0)
     queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()

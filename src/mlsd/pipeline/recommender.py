@@ -127,6 +127,7 @@ class Recommender(TwoStage):
         for key in ("ease", "itemknn"):  # bundles written before these sources had neither
             config.setdefault(key, None)
         config.setdefault("cold_start", "ranker")  # nor a cold-start order: the ranker's
+        config.setdefault("order_by", "ranker")
         self = cls(config, online_store=online_store)
         persistence.restore(self, directory, meta)
         self.warm_up()

@@ -39,6 +39,7 @@ from mlsd.pipeline.cache import CachedRetrieval
 from mlsd.pipeline.cold_start import resolve_cold_start
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
+from mlsd.pipeline.guard import choose_order
 from mlsd.pipeline.labels import label_split, log_end
 from mlsd.pipeline.ranking import RankingStage
 from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
@@ -179,6 +180,7 @@ class TwoStage:
             sample_weight=sample_weight,
         )  # fmt: skip
         resolve_cold_start(self, split, ids(rows, "user_id"), x, labels["watch"], names, self.say)
+        choose_order(self, split, self.say)  # the ranker, unless a source orders better
         self.stats.counts.update(
             ranker_rows=len(x),
             ranker_positives=int(labels["watch"].sum()),

@@ -67,8 +67,9 @@ class RankerConfig(StrictModel):
     is 1 (LightGBM's OpenMP threads spin while waiting; on a shared 2-core machine two threads
     were several times slower than one) and ``seed`` None takes the pipeline's seed.
     ``objective``: ``binary`` (pointwise log-loss), ``lambdarank`` (listwise, within each
-    user's rows) or ``auto``: the pipeline fits both and keeps the one with the better NDCG@20
-    on its validation users (:class:`~mlsd.pipeline.ranking.RankingStage`).
+    user's rows) or ``auto``: the pipeline fits both and keeps LambdaRank unless the pointwise
+    model's NDCG@20 on its validation users is clearly better
+    (:class:`~mlsd.pipeline.ranking.RankingStage`).
     """
 
     weights: dict[str, float] = Field(default_factory=lambda: {"watch": 1.0, "like": 0.5})
