@@ -2,15 +2,14 @@
 
 The ranker learns mostly from users with a history; for a new user most of its features are
 empty, and on some logs it orders their (popular) candidates worse than plain popularity does
-(simulated ``small``, temporal holdout: new users' NDCG@20 0.0318 by the ranker, 0.0332 by
-MostPop, 0.0340 by the popular order here). So popularity is the default. ``cold_start="auto"``
+(measured in docs/benchmarks.md). So popularity is the default. ``cold_start="auto"``
 decides at fit, on the ranker's own validation users who had no positive
 before the label cut (new users at the cut): the ranker's order of their candidate rows against
 the ``popular`` source's order (the MostPop baseline's), by NDCG@20 of their labels. With too
 few such users (a per-user cut has none) it keeps popularity, which is MostPop by construction.
 That comparison can mislead: its rows are the logged ones at the cut, not a new request's
-candidates (on ``small`` it preferred the ranker, 0.17 against 0.095, which then lost on the
-test users), so ``auto`` is an option, not the default.
+candidates (on ``small`` it preferred the ranker, which then lost on the test users), so
+``auto`` is an option, not the default.
 The choice is written into the config (``cold_start``), so a saved model keeps it; serving and
 batch recommendation then order a cold user's candidates by :func:`cold_scores`.
 """

@@ -2,8 +2,8 @@
 worse than one a source gives by itself.
 
 A two-stage pipeline should beat each of its sources: the ranker sees every source's rank of
-every candidate. On some logs it does not (MovieLens 100k as positives only: the pipeline's
-NDCG@20 0.1737 against EASE's 0.1792 and ALS's 0.1795). After the ranker is trained, this
+every candidate. On some logs it does not (MovieLens 100k as positives only, see
+docs/benchmarks.md). After the ranker is trained, this
 check takes up to ``MAX_USERS`` of its validation users (none of whose rows it learned from),
 retrieves their whole candidate lists at the label cut, and scores NDCG@20 against their label
 positives (ideal DCG over all of them, retrieved or not) for the ranker's order and for each

@@ -216,8 +216,8 @@ class EASESource(_ItemItem):
     to set it from the data (:func:`auto_l2`). Learned: ``l2_``, the value used."""
 
     l2: float | None = None
-    # one fit (twice per training: at the label cut and on the whole log) takes ~m³/3 flops on
-    # one thread: about a minute at 12,500 items here, several above
+    # one fit (twice per training: at the label cut and on the whole log) is ~m³ flops on one
+    # thread: about a minute at 12,500 items on the machines measured, several above
     max_items: int = 12_500
     name: str = "ease"
 
@@ -242,9 +242,9 @@ def auto_l2(x: sp.csr_matrix) -> float:
     positives per item, within [10, 1000].
 
     The best L2 grows with the Gram matrix's diagonal (the items' positive counts), which it is
-    added to (Steck 2019 reports 200-1000 on logs with hundreds of positives per item).
-    Validation grids put it at 100 on amazon-beauty (~11 positives per item) and 200-300 on
-    MovieLens 100k (~25; flat within 0.001 NDCG@20 from 200 to 500): about 8 x the mean."""
+    added to (Steck 2019 reports 200-1000 on logs with hundreds of positives per item); the
+    factor 8 is where the evaluation's validation grids put it on the logs measured
+    (docs/benchmarks.md)."""
     per_item = x.nnz / max(x.shape[1], 1)
     return float(np.clip(8.0 * per_item, 10.0, 1000.0))
 
@@ -253,10 +253,9 @@ def ease_weights(x: sp.csr_matrix, l2: float) -> np.ndarray:
     """EASE's ``float32[m, m]`` weights for the binary ``x`` (users x items), Steck 2019 eq. 8.
 
     ``P = (XᵀX + l2 I)⁻¹`` by a Cholesky factorisation and its inverse (LAPACK potrf/potri,
-    ``m³`` flops in all: a third of a general solve against the identity), in float32: the
-    weights agree with float64's to ~1e-7 and it takes half the time (measured on
-    amazon-beauty's 12,101 items, see docs/benchmarks.md). Raises :class:`DataError` if the
-    factorisation fails."""
+    ``m³`` flops in all: a third of a general solve against the identity), in float32 (the
+    weights agree with float64's to ~1e-7 in half the time, docs/benchmarks.md). Raises
+    :class:`DataError` if the factorisation fails."""
     m = x.shape[1]
     g = np.asarray((x.T @ x).toarray(), dtype=np.float32)
     g[np.diag_indices(m)] += np.float32(l2)
