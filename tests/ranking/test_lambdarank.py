@@ -74,3 +74,16 @@ def test_saved_and_loaded_scores_are_equal(fitted: GBDTRanker, tmp_path: Path) -
     back = GBDTRanker.load(tmp_path)
     x, _, _ = _lists(20, 30, 4)
     np.testing.assert_allclose(back.score(x), fitted.score(x))
+
+
+def test_weights_grade_the_positives() -> None:
+    x, y, g = _lists(120, 20, 5)
+    xv, yv, gv = _lists(40, 20, 6)
+    w = np.where(y, 1.0 + 5.0 * (x[:, 2] > 0), 1.0)  # some positives count more
+
+    def fit(sample_weight: dict[str, np.ndarray] | None) -> GBDTRanker:
+        r = GBDTRanker({"watch": 1.0}, objective="lambdarank", n_estimators=30, num_threads=1)
+        return r.fit(x, {"watch": y}, ["a", "b", "c"], valid=(xv, {"watch": yv}),
+                     groups=(g, gv), sample_weight=sample_weight)  # fmt: skip
+
+    assert fit({"watch": w}).fingerprint() != fit(None).fingerprint()

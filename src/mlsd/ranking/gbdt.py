@@ -111,10 +111,10 @@ class GBDTRanker:
         ``groups`` (the query, e.g. the user, of each training and each validation row) is
         what ``objective="lambdarank"`` ranks within (LambdaMART, Burges 2010: gradients of
         NDCG swaps, early stopping on NDCG@20); its margins are then Platt-calibrated like the
-        binary ones, which keeps their order. Under lambdarank ``sample_weight`` is not used
-        (LightGBM weighs queries, not rows). Raises DataError when an objective has a single
-        class (e.g. no positives) or lambdarank lacks ``groups``, ConfigError for unknown
-        objectives.
+        binary ones, which keeps their order. Under lambdarank ``sample_weight`` grades the
+        positives' relevance instead (LightGBM weighs queries, not rows). Raises DataError
+        when an objective has a single class (e.g. no positives) or lambdarank lacks
+        ``groups``, ConfigError for unknown objectives.
         """
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(feature_names):
@@ -129,6 +129,7 @@ class GBDTRanker:
         if bad:
             raise DataError(f"sample_weight of {bad}: expected ({len(x)},) weights >= 0")
         rank = self.objective == "lambdarank"
+        grades: dict[str, np.ndarray] = {}
         if rank and (groups is None or valid is None):
             raise DataError("objective 'lambdarank': give the groups and a validation set")
         if rank and groups is not None and valid is not None:
@@ -138,6 +139,9 @@ class GBDTRanker:
             valid = (np.asarray(valid[0])[ov], {k: np.asarray(v)[ov] for k, v in valid[1].items()})
             sizes = np.unique(groups[0][o], return_counts=True)[1]
             sizes_v = np.unique(groups[1][ov], return_counts=True)[1]
+            # LightGBM weighs queries, not rows, under lambdarank: a weighted positive is a
+            # more relevant one instead (graded relevance round(weight), from 1 to 30)
+            grades = {name: np.clip(np.rint(w[o]), 1, 30) for name, w in sw.items()}
             sw = {}
         if valid is None:
             cut = int(len(x) * 0.9)
@@ -160,6 +164,8 @@ class GBDTRanker:
                     f"objective '{obj}': every training label is {int(y[0])}; "
                     "expected both positives and negatives"
                 )
+            if rank and obj in grades:
+                y = np.where(y > 0, grades[obj], 0.0).astype(np.float32)
             dtrain = lgb.Dataset(
                 x,
                 y,
