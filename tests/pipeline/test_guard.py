@@ -8,7 +8,7 @@ import pytest
 from mlsd.config import SimulationConfig
 from mlsd.data.simulate import simulate
 from mlsd.pipeline import Recommender
-from mlsd.pipeline.guard import ndcg_full, source_scores
+from mlsd.pipeline.ndcg import ndcg_full, source_scores
 
 LIGHT = {
     "candidates": 100,

@@ -10,7 +10,7 @@ import numpy as np
 
 from mlsd.errors import ConfigError, NotFittedError
 from mlsd.pipeline.cold_start import cold_scores
-from mlsd.pipeline.guard import source_scores
+from mlsd.pipeline.ndcg import source_scores
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import RecommendationBatch
 from mlsd.reranking import DropWatched, RuleChain, Slate

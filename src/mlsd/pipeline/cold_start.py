@@ -23,18 +23,17 @@ import numpy as np
 
 from mlsd.pipeline.data import ids
 from mlsd.pipeline.labels import LabelSplit
-from mlsd.pipeline.ndcg import ndcg_by_user
+from mlsd.pipeline.ndcg import ndcg_by_user, served_rows, source_scores
 
-__all__ = ["MIN_USERS", "POPULAR_RANK", "cold_scores", "resolve_cold_start"]
+__all__ = ["MIN_USERS", "POPULAR", "cold_scores", "resolve_cold_start"]
 
 MIN_USERS = 30  # new validation users needed to trust the comparison
-POPULAR_RANK = "rank_popular"
+POPULAR = "popular"
 
 
 def cold_scores(features: np.ndarray, names: list[str]) -> np.ndarray:
     """``(n,)`` scores ordering rows by the popular source's rank (unranked rows last)."""
-    r = features[:, names.index(POPULAR_RANK)].astype(np.float64)
-    return -np.where(np.isnan(r), 1e9, r)
+    return source_scores(features, names, POPULAR)
 
 
 def resolve_cold_start(
@@ -56,10 +55,8 @@ def resolve_cold_start(
         before = np.unique(ids(split.before, "user_id"))
         valid = getattr(p.ranking, "valid_users_", np.zeros(0, np.int64))
         new = np.setdiff1d(np.intersect1d(valid, split.label_users), before)
-        rows = np.isin(rows_users, new)
-        if "n_sources" in names:  # rows served at the cut only: training rows also hold
-            rows &= x[:, names.index("n_sources")] > 0  # positives no source proposed
-        if POPULAR_RANK not in names:
+        rows = np.isin(rows_users, new) & served_rows(x, names)
+        if f"rank_{POPULAR}" not in names:
             choice = "ranker"
         elif len(new) >= MIN_USERS:
             ranker = p.ranking.ranker_.score(x[rows])

@@ -22,32 +22,12 @@ import numpy as np
 
 from mlsd.pipeline.data import ids
 from mlsd.pipeline.labels import LabelSplit
+from mlsd.pipeline.ndcg import ndcg_full, served_rows, source_scores
 from mlsd.pipeline.training import training_rows
 
-__all__ = ["MAX_USERS", "choose_order", "ndcg_full", "source_scores"]
+__all__ = ["MAX_USERS", "choose_order"]
 
 MAX_USERS = 500
-K = 20
-
-
-def source_scores(features: np.ndarray, names: list[str], source: str) -> np.ndarray:
-    """``(n,)`` scores ordering rows by ``source``'s rank (rows it did not rank last)."""
-    r = features[:, names.index(f"rank_{source}")].astype(np.float64)
-    return -np.where(np.isnan(r), 1e9, r)
-
-
-def ndcg_full(score: np.ndarray, y: np.ndarray, users: np.ndarray, n_pos: dict[int, int]) -> float:
-    """Mean NDCG@20 over the users of ``n_pos`` (user -> number of label positives, all of
-    them, retrieved or not) of their rows ordered by ``score``; ``y`` the rows' labels."""
-    o = np.lexsort((-score, users))
-    u, yy = users[o], y[o].astype(np.float64)
-    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, int)
-    pos = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
-    gain = np.where(pos < K, yy / np.log2(pos + 2), 0.0)
-    dcg = dict(zip(u[starts].tolist(), np.add.reduceat(gain, starts).tolist(), strict=True))
-    disc = np.cumsum(1 / np.log2(np.arange(2, K + 2)))
-    out = [dcg.get(v, 0.0) / disc[min(n, K) - 1] for v, n in n_pos.items() if n > 0]
-    return float(np.mean(out)) if out else float("nan")
 
 
 def choose_order(p: Any, split: LabelSplit, say: Callable[[str], None]) -> str:
@@ -69,7 +49,7 @@ def choose_order(p: Any, split: LabelSplit, say: Callable[[str], None]) -> str:
         rows, rfeat = training_rows(p.dataset_, sub, p.retrieval, all_rows)
         x = p.ranking.training_matrix(p.dataset_, rows, rfeat)
         names = p.ranking.feature_names_ + p.retrieval.feature_names_
-        served = x[:, names.index("n_sources")] > 0
+        served = served_rows(x, names)
         x, y, u = (
             x[served],
             rows.column("label_watch").to_numpy()[served],

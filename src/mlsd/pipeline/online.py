@@ -15,7 +15,7 @@ import numpy as np
 
 from mlsd.pipeline.cold_start import cold_scores
 from mlsd.pipeline.explain import served_items
-from mlsd.pipeline.guard import source_scores
+from mlsd.pipeline.ndcg import source_scores
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import DegradedKind, RequestCtx, Served, ServedItem
 from mlsd.reranking import Slate

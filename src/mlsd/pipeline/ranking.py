@@ -20,7 +20,7 @@ from mlsd.features import (
     feature_matrix,
     materialize,
 )
-from mlsd.pipeline.ndcg import ndcg_by_user
+from mlsd.pipeline.ndcg import ndcg_by_user, served_rows
 from mlsd.ranking.base import Ranker, RankerKind
 from mlsd.ranking.config import RankerConfig
 from mlsd.ranking.factory import fit_ranker
@@ -116,13 +116,9 @@ class RankingStage:
             ranker = fit(self.config)
         else:  # pointwise or listwise, by how they order the validation users' lists
             got = {}
+            served = is_valid & served_rows(x, names)
             for objective in ("binary", "lambdarank"):
                 r = fit(self.config.model_copy(update={"objective": objective}))
-                served = (
-                    is_valid & (x[:, names.index("n_sources")] > 0)
-                    if "n_sources" in names
-                    else is_valid
-                )
                 ndcg = ndcg_by_user(r.score(x[served]), labels[next(iter(weights))][served],
                                     users[served])  # fmt: skip
                 got[objective] = (ndcg, r)

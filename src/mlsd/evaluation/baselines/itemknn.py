@@ -15,10 +15,9 @@ import scipy.sparse as sp
 
 from mlsd.errors import ConfigError
 from mlsd.evaluation.baselines._base import BaseRecommender
+from mlsd.retrieval.item_item import knn_weights
 
 __all__ = ["ItemKNN"]
-
-_BLOCK_ELEMENTS = 1 << 24  # dense similarity block: rows x n_items <= 16M floats (64 MB)
 
 
 class ItemKNN(BaseRecommender):
@@ -27,7 +26,8 @@ class ItemKNN(BaseRecommender):
     Hyperparameters: ``n_neighbors`` (>= 1) similar items kept per item; ``shrink`` (>= 0)
     added to the cosine denominator. Learned: ``similarity_``, ``csr float32[n_items, n_items]``
     with at most ``n_neighbors`` positive entries per row, no diagonal. Fitting computes
-    ``XᵀX`` in row blocks, so memory stays ``O(n_items * n_neighbors)`` plus one block.
+    ``XᵀX`` in row blocks (:func:`mlsd.retrieval.item_item.knn_weights`, shared with the
+    item-kNN candidate source), so memory stays ``O(n_items * n_neighbors)`` plus one block.
     """
 
     def __init__(self, n_neighbors: int = 100, shrink: float = 0.0) -> None:
@@ -41,33 +41,7 @@ class ItemKNN(BaseRecommender):
             raise ConfigError(f"ItemKNN shrink={self.shrink!r}: expected a number >= 0")
 
     def _fit(self, x: sp.csr_matrix) -> None:
-        m = x.shape[1]
-        xt = x.T.tocsr()
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0), dtype=np.float64).ravel())
-        nn = min(int(self.n_neighbors), max(m - 1, 1))
-        block = max(1, _BLOCK_ELEMENTS // max(m, 1))
-        rows, cols, vals = [], [], []
-        for lo in range(0, m, block):
-            hi = min(lo + block, m)
-            dots = np.asarray((xt[lo:hi] @ x).toarray(), dtype=np.float64)
-            denom = norms[lo:hi, None] * norms[None, :] + self.shrink
-            sim = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-            sim[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # an item is not its own neighbour
-            if nn < m:
-                top = np.argpartition(-sim, nn - 1, axis=1)[:, :nn]
-            else:
-                top = np.broadcast_to(np.arange(m), (hi - lo, m))
-            v = np.take_along_axis(sim, top, axis=1)
-            keep = v > 0
-            rows.append(np.broadcast_to(np.arange(lo, hi)[:, None], top.shape)[keep])
-            cols.append(top[keep])
-            vals.append(v[keep])
-        w = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(m, m),
-            dtype=np.float32,
-        )
-        self.similarity_ = w
+        self.similarity_ = knn_weights(x, int(self.n_neighbors), float(self.shrink))
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray((self._x[rows] @ self.similarity_).toarray(), dtype=np.float32)
