@@ -81,11 +81,12 @@ def test_a_pipeline_assembled_from_the_stages_works_on_movielens(holdout: Holdou
     assert ndcg > 1.5 * pop  # it learned something: well above the popularity baseline
     assert pipe.ranking.feature_names_ == [f.name for f in GENERIC]
     assert pipe.ranker_.feature_names_[: len(GENERIC)] == [f.name for f in GENERIC]
-    # the retrieval features of these sources, no pair scorer among them
+    # the retrieval features of these sources: ranks, ALS's score of every candidate
     assert pipe.retrieval.feature_names_ == [
         "rank_popular",
         "rank_covisit",
         "rank_als",
+        "als_score",
         "n_sources",
     ]
 

@@ -75,10 +75,10 @@ def test_a_cache_without_similarity_reads_back_its_own_layout(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="expected"):
         cache.put(users, pos, src, _rows(3, 30, 4, 7)[2])  # the scored layout is refused
     cache.put(users, pos, src, f)
-    assert cache.similarity.shape == (3, 0) and cache.n_features == 5
+    assert cache.n_scores == 0 and cache.n_features == 5
     cache.save(tmp_path / "c", {"model_version": "m"})
     back = CandidateCache.load(tmp_path / "c", {"model_version": "m"})
-    assert not back.scored
+    assert back.n_scores == 0
     for i, u in enumerate(users.tolist()):
         got = back.get(u)
         assert got is not None

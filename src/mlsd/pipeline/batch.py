@@ -10,7 +10,7 @@ import numpy as np
 
 from mlsd.errors import ConfigError, NotFittedError
 from mlsd.pipeline.cold_start import cold_scores
-from mlsd.pipeline.ndcg import source_scores
+from mlsd.pipeline.ndcg import mixed_scores
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import RecommendationBatch
 from mlsd.reranking import DropWatched, RuleChain, Slate
@@ -93,8 +93,8 @@ def recommend_batch(
             for j in range(len(xs)):
                 if cold[lo + j] and p.config.cold_start == "popular":  # the popular order
                     scores[j] = cold_scores(xs[j], names)
-                elif by not in ("ranker", "auto"):  # a source orders better (see guard)
-                    scores[j] = source_scores(xs[j], names, by)
+                elif by not in ("ranker", "auto"):  # a source helps to order (see guard)
+                    scores[j] = mixed_scores(scores[j], xs[j], names, by, p.config.ranker_weight)
             for i, u in enumerate(ub.tolist()):
                 items = cand.items[i][keep[i]]
                 order = np.argsort(-scores[i], kind="stable")

@@ -229,8 +229,8 @@ class CachedRetrieval:
             keys = np.concatenate([COLD_KEY_BASE + buckets, users])
             who = np.concatenate([reps, users])
         n_rank = len(self.retrieval.names_)
-        scored = self.retrieval.scorer_ is not None
-        cache = CandidateCache(keys, candidates, n_rank, scored=scored)
+        n_scores = len(self.retrieval.scorers_)
+        cache = CandidateCache(keys, candidates, n_rank, n_scores=n_scores)
         batches = [(keys[i : i + batch], who[i : i + batch]) for i in range(0, len(keys), batch)]
         done = 0
 

@@ -44,10 +44,20 @@ class StagesConfig(StrictModel):
       source's order: the MostPop baseline's, the default), by the ranker, or ``auto``:
       decided at fit on the ranker's new validation users and written back here
       (:mod:`mlsd.pipeline.cold_start`);
-    - ``order_by``: what orders the candidates: ``ranker``, a source's name (its own rank), or
-      ``auto``: the ranker unless a source orders whole candidate lists better on the
+    - ``order_by``: what orders the candidates: ``ranker``, a source's name (its own rank,
+      averaged with the ranker's by ``ranker_weight``), or ``auto``: whichever of the ranker,
+      the best source, or their rank average orders whole candidate lists best on the
       ranker's validation users, decided at fit and written back here
       (:mod:`mlsd.pipeline.guard`);
+    - ``ranker_weight``: when ``order_by`` names a source, the candidates are ordered by
+      ``ranker_weight`` times the ranker's rank plus ``1 - ranker_weight`` times the source's
+      (rank averaging, :func:`~mlsd.pipeline.ndcg.mixed_scores`); 0: by the source alone;
+      decided with ``order_by`` when that is ``auto``;
+    - ``time_features``: whether the ranker uses the features that depend on when a request
+      is made (time-window counts, video age, request hour and day): ``on``, ``off``, or
+      ``auto``: off when the labels are cut per user (each user's rows are featurised at their
+      own cut, while serving asks at the log's end, so the same feature means two things),
+      else on; decided at fit and written back here;
     - ``budget_ms``: total time budget of one request, from when the service received it;
       past it the remaining stages are skipped and the best order so far is served, marked
       degraded;
@@ -69,6 +79,8 @@ class StagesConfig(StrictModel):
     tune_quotas: bool = True
     cold_start: Literal["auto", "ranker", "popular"] = "popular"
     order_by: str = "auto"
+    ranker_weight: float = Field(default=0.0, ge=0, le=1)
+    time_features: Literal["auto", "on", "off"] = "auto"
     budget_ms: float = Field(default=80.0, gt=0)
     queue_budget_ms: float = Field(default=30.0, gt=0)
     label: LabelConfig = LabelConfig()

@@ -21,7 +21,7 @@ from mlsd.features.signals import timestamps_ms
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import ids, pair_set
 
-__all__ = ["DAY_MS", "LabelSplit", "label_split", "log_end"]
+__all__ = ["DAY_MS", "LabelSplit", "label_split", "log_end", "time_features"]
 
 DAY_MS = 86_400_000
 
@@ -135,3 +135,14 @@ def label_split(pos: pa.Table, ts: np.ndarray, cfg: StagesConfig) -> LabelSplit:
         label_users=label_users,
         after_pairs=after_pairs,
     )
+
+
+def time_features(split: LabelSplit, label_days: float = 7.0) -> str:
+    """``"off"`` when the labels are cut per user and most users' cuts lie more than
+    ``label_days`` before the end of the log (users active in their own periods, as in
+    MovieLens: a feature computed at a user's own cut, such as plays in the last hour or the
+    hour of day, means something else at serving time, the log's end), else ``"on"``."""
+    if split.mode != "per-user" or not split.cut_of_user:
+        return "on"
+    gap = split.now_ms - np.fromiter(split.cut_of_user.values(), np.int64)
+    return "off" if float(np.median(gap)) > label_days * DAY_MS else "on"

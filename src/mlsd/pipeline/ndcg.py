@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dcg_by_user", "ndcg_by_user", "ndcg_full", "served_rows", "source_scores"]
+__all__ = [
+    "dcg_by_user",
+    "mixed_scores",
+    "ndcg_by_user",
+    "ndcg_full",
+    "served_rows",
+    "source_scores",
+]
 
 
 def dcg_by_user(
@@ -64,3 +71,44 @@ def source_scores(features: np.ndarray, names: list[str], source: str) -> np.nda
     """``(n,)`` scores ordering rows by ``source``'s rank (rows it did not rank last)."""
     r = features[:, names.index(f"rank_{source}")].astype(np.float64)
     return -np.where(np.isnan(r), 1e9, r)
+
+
+def _ranks(score: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+    """0-based position of each row in its user's list ordered by ``score`` (descending,
+    ties in row order); one list when ``users`` is None."""
+    if users is None:
+        o = np.argsort(-score, kind="stable")
+        r = np.empty(len(score), np.float64)
+        r[o] = np.arange(len(score))
+        return r
+    o = np.lexsort((np.arange(len(score)), -score, users))
+    u = users[o]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, np.intp)
+    pos = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
+    r = np.empty(len(score), np.float64)
+    r[o] = pos
+    return r
+
+
+def mixed_scores(
+    ranker_score: np.ndarray,
+    features: np.ndarray,
+    names: list[str],
+    source: str,
+    ranker_weight: float,
+    users: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(n,)`` scores of the order ``source`` and the ranker agree on: minus ``ranker_weight``
+    times the ranker's rank plus ``1 - ranker_weight`` times the source's, within each user's
+    rows (``users``; one list when None). Averaging the ranks of two comparable rankers is
+    the plainest ensemble (Borda count; Cormack et al. 2009 for rank fusion in retrieval).
+    ``source`` ``ranker`` or ``auto``, or a weight of 1, give the ranker's scores; 0 the
+    source's (:func:`source_scores`)."""
+    if source in ("ranker", "auto") or ranker_weight >= 1:
+        return np.asarray(ranker_score)
+    own = source_scores(features, names, source)
+    if ranker_weight <= 0:
+        return own
+    w = float(ranker_weight)
+    return -(w * _ranks(np.asarray(ranker_score, np.float64), users)
+             + (1 - w) * _ranks(own, users))  # fmt: skip

@@ -15,7 +15,7 @@ import numpy as np
 
 from mlsd.pipeline.cold_start import cold_scores
 from mlsd.pipeline.explain import served_items
-from mlsd.pipeline.ndcg import source_scores
+from mlsd.pipeline.ndcg import mixed_scores
 from mlsd.pipeline.parts import Parts
 from mlsd.pipeline.types import DegradedKind, RequestCtx, Served, ServedItem
 from mlsd.reranking import Slate
@@ -92,7 +92,8 @@ def serve(p: Parts, user_id: int, k: int, ctx: RequestCtx, explain: bool = False
         if proba is not None and x is not None and cold and p.config.cold_start == "popular":
             score = cold_scores(x, cols)
         elif proba is not None and x is not None and by not in ("ranker", "auto"):
-            score = source_scores(x, cols, by)  # a source orders better (see guard)
+            score = np.asarray(sum(ranker.weights[o] * q for o, q in proba.items()))
+            score = mixed_scores(score, x, cols, by, p.config.ranker_weight)  # see guard
         elif proba is not None:
             score = np.asarray(sum(ranker.weights[o] * q for o, q in proba.items()))
         else:  # retrieval order, rules still applied (filters are not optional)

@@ -133,13 +133,15 @@ def restore(p: TwoStage, directory: str | Path, meta: dict[str, Any]) -> None:
             f"{d}: sources {meta['source_names']} do not match this code's "
             f"{[s.name for s in sources]}"
         )
-    p.retrieval.restore(sources, history)
+    scored = [n[: -len("_score")] for n in meta["retrieval_feature_names"] if n.endswith("_score")]
+    p.retrieval.restore(sources, history, scored=scored)
     if p.retrieval.feature_names_ != list(meta["retrieval_feature_names"]):
         raise DataError(
             f"{d / META}: retrieval features {meta['retrieval_feature_names']}; this code "
             f"computes {p.retrieval.feature_names_}"
         )
     p.ranking.feature_names_ = list(meta["feature_names"])
+    p.ranking.use_time_features(p.config.time_features != "off")
     try:
         p.ranking.ranker_ = load_ranker(d / "ranker")  # the kind its ranker.json names
     except Exception as e:

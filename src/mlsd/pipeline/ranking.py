@@ -28,6 +28,7 @@ from mlsd.ranking.factory import fit_ranker
 __all__ = ["LISTWISE_MARGIN", "RankingStage"]
 
 LISTWISE_MARGIN = 1.02  # pointwise must beat listwise by 2% on validation to be kept (see fit)
+CHOOSE_USERS = 4000  # training users the two objectives are compared on (see fit)
 
 
 class RankingStage:
@@ -49,6 +50,29 @@ class RankingStage:
         self.config = ranker or RankerConfig()
         self.kind = kind
         self.feature_names_ = [f.name for f in registry.matrix_features()]
+        self.off_ = np.zeros(0, np.intp)  # columns held at their default (use_time_features)
+        self.off_values_ = np.zeros(0, np.float32)
+
+    def use_time_features(self, on: bool) -> None:
+        """Use (``on``) or hold at their defaults the features whose value depends on when the
+        request is made: time windows, and any computed from the request time (video age,
+        hour, day). Held features are constant in training and in serving, so the ranker
+        cannot learn from them (see ``time_features`` in
+        :class:`~mlsd.pipeline.config.StagesConfig`)."""
+        by_name = {f.name: f for f in self.registry.matrix_features()}
+        off = [] if on else [
+            (j, by_name[n].default)
+            for j, n in enumerate(self.feature_names_)
+            if n in by_name and (by_name[n].window is not None
+                                 or "request.t_ms" in by_name[n].inputs)
+        ]  # fmt: skip
+        self.off_ = np.array([j for j, _ in off], np.intp)
+        self.off_values_ = np.array([v for _, v in off], np.float32)
+
+    def _hold(self, x: np.ndarray) -> np.ndarray:
+        if len(self.off_):
+            x[:, self.off_] = self.off_values_
+        return x
 
     def training_matrix(
         self, ds: Dataset, rows: pa.Table, retrieval_features: np.ndarray
@@ -56,7 +80,8 @@ class RankingStage:
         """``float32[n, f + r]``: point-in-time features of the labelled ``rows`` (``user_id,
         video_id, timestamp``) from the offline builder, then their retrieval features."""
         table = build_training_set(ds, rows, registry=self.registry)
-        return np.concatenate([feature_matrix(table, self.feature_names_), retrieval_features], 1)
+        x = np.concatenate([feature_matrix(table, self.feature_names_), retrieval_features], 1)
+        return self._hold(x)
 
     def fit(
         self,
@@ -95,30 +120,38 @@ class RankingStage:
             is_valid = np.zeros(len(users), bool)
             is_valid[-max(1, len(users) // 10) :] = True
         self.valid_users_ = np.unique(users[is_valid])
-        sw = {o: w[~is_valid] for o, w in (sample_weight or {}).items() if o in weights}
+        sw = {o: w for o, w in (sample_weight or {}).items() if o in weights}
 
-        def fit(config: RankerConfig) -> Ranker:
+        def fit(config: RankerConfig, rows: np.ndarray) -> Ranker:
+            """The ranker fitted on the training ``rows`` (a mask), validated on the rest."""
             return fit_ranker(
                 self.kind,
                 config,
                 weights,
-                x[~is_valid],
-                {o: labels[o][~is_valid] for o in weights},
+                x[rows],
+                {o: labels[o][rows] for o in weights},
                 names,
                 valid=(x[is_valid], {o: labels[o][is_valid] for o in weights}),
                 seed=seed,
-                sample_weight=sw or None,
+                sample_weight={o: w[rows] for o, w in sw.items()} or None,
                 say=say,
-                groups=(users[~is_valid], users[is_valid]),
+                groups=(users[rows], users[is_valid]),
             )
 
         if self.config.objective != "auto" or self.kind != "gbdt":
-            ranker = fit(self.config)
+            ranker = fit(self.config, ~is_valid)
         else:  # pointwise or listwise, by how they order the validation users' lists
             got = {}
             served = is_valid & served_rows(x, names)
+            # compared on a sample of the training users (all of them on small logs), then the
+            # chosen objective alone is fitted on every training user
+            train_users = np.unique(users[~is_valid])
+            sample = ~is_valid
+            if len(train_users) > CHOOSE_USERS:
+                few = rng.choice(train_users, CHOOSE_USERS, replace=False)
+                sample = ~is_valid & np.isin(users, few)
             for objective in ("binary", "lambdarank"):
-                r = fit(self.config.model_copy(update={"objective": objective}))
+                r = fit(self.config.model_copy(update={"objective": objective}), sample)
                 ndcg = ndcg_by_user(r.score(x[served]), labels[next(iter(weights))][served],
                                     users[served])  # fmt: skip
                 got[objective] = (ndcg, r)
@@ -132,6 +165,8 @@ class RankingStage:
             say("ranker objective: " + ", ".join(f"{o} NDCG@20 {v[0]:.4f}" for o, v in got.items())
                 + f" on the validation users: {best}")  # fmt: skip
             ranker = got[best][1]
+            if not sample[~is_valid].all():
+                ranker = fit(self.config.model_copy(update={"objective": best}), ~is_valid)
         self.ranker_: Ranker = ranker
         return ranker
 
@@ -156,4 +191,4 @@ class RankingStage:
             int(user_id), items, int(t_ms), device=device, surface=surface,
             features=self.feature_names_,
         )  # fmt: skip
-        return np.concatenate([feats, retrieval_features], axis=1)
+        return self._hold(np.concatenate([feats, retrieval_features], axis=1))

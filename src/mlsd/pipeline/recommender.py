@@ -128,6 +128,8 @@ class Recommender(TwoStage):
             config.setdefault(key, None)
         config.setdefault("cold_start", "ranker")  # nor a cold-start order: the ranker's
         config.setdefault("order_by", "ranker")
+        config.setdefault("ranker_weight", 0.0)  # a source named there ordered alone
+        config.setdefault("time_features", "on")
         self = cls(config, online_store=online_store)
         persistence.restore(self, directory, meta)
         self.warm_up()

@@ -22,7 +22,7 @@ from mlsd.pipeline.data import ids
 from mlsd.retrieval import PAD, History
 from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
-from mlsd.retrieval.protocols import CandidateSource, PairScorer
+from mlsd.retrieval.protocols import CandidateSource, ListScorer, PairScorer
 
 __all__ = ["Candidates", "RetrievalStage"]
 
@@ -63,6 +63,7 @@ class RetrievalStage:
         self.prototypes = list(sources)
         self.quotas = dict(quotas) if quotas is not None else {n: 1.0 for n in names}
         self._cold_memo: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.scored: list[str] | None = None  # sources with a score feature (see restore)
 
     # ------------------------------------------------------------------------- fitting --
     def fit(
@@ -91,8 +92,17 @@ class RetrievalStage:
             sources.append(s)
         return self.restore(sources, history)
 
-    def restore(self, sources: Sequence[CandidateSource], history: History) -> RetrievalStage:
-        """Serve from fitted ``sources`` (in the prototypes' order) reading ``history``."""
+    def restore(
+        self,
+        sources: Sequence[CandidateSource],
+        history: History,
+        scored: Sequence[str] | None = None,
+    ) -> RetrievalStage:
+        """Serve from fitted ``sources`` (in the prototypes' order) reading ``history``.
+        ``scored``: the names of the sources whose scores are features (``<name>_score``);
+        None: as decided at this stage's first fit (every
+        :class:`~mlsd.retrieval.protocols.ListScorer` source that was not skipped), so a
+        refit keeps the features the ranker was trained on."""
         self.sources_ = list(sources)
         self.history_ = history
         self.names_ = tuple(s.name for s in sources)
@@ -101,11 +111,20 @@ class RetrievalStage:
         self.shares_ = np.array([float(self.quotas.get(n, 0.0)) for n in self.names_])
         if self.shares_.sum() <= 0:
             raise ConfigError(f"quotas {self.quotas!r}: give at least one source a positive share")
-        scorers = [s for s in self.sources_ if isinstance(s, PairScorer)]
-        self.scorer_: PairScorer | None = scorers[0] if scorers else None
+        pair = [s for s in self.sources_ if isinstance(s, PairScorer)]
+        self.scorer_: PairScorer | None = pair[0] if pair else None  # also embeds the users
+        if scored is not None:
+            self.scored = list(scored)
+        elif self.scored is None:
+            self.scored = [
+                s.name for s in self.sources_
+                if isinstance(s, ListScorer) and not getattr(s, "skipped_", None)
+            ]  # fmt: skip
+        self.scorers_: list[ListScorer] = [
+            s for s in self.sources_ if s.name in self.scored and isinstance(s, ListScorer)
+        ]
         self.feature_names_ = [f"rank_{n}" for n in self.names_]
-        if self.scorer_ is not None:
-            self.feature_names_.append(f"{self.scorer_.name}_score")
+        self.feature_names_ += [f"{s.name}_score" for s in self.scorers_]
         self.feature_names_.append("n_sources")
         self._cold_memo = {}
         return self
@@ -215,15 +234,18 @@ class RetrievalStage:
         hit = np.isfinite(best)
         out[:, :, :n_src] = np.where(hit, best, np.nan).reshape(n, c, n_src)
         out[:, :, -1] = hit.sum(1).reshape(n, c)
-        if self.scorer_ is not None:
-            out[:, :, -2] = self.scorer_.score_lists(users, items, user_embeddings)
+        for j, s in enumerate(self.scorers_):
+            ue = user_embeddings if s is self.scorer_ else None
+            out[:, :, n_src + j] = s.score_lists(users, items, ue)
         return out
 
     def features_for_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``float32[n, r]`` retrieval features of (user, item) pairs no source proposed:
-        ranks NaN, no proposing source, the pair scorer's similarity."""
+        ranks NaN, no proposing source, the scorers' scores."""
         f = np.full((len(u), len(self.feature_names_)), np.nan, np.float32)
         f[:, -1] = 0.0
-        if self.scorer_ is not None and len(u):
-            f[:, -2] = self.scorer_.score_pairs(u, v)
+        n_src = len(self.names_)
+        for j, s in enumerate(self.scorers_):
+            if len(u):
+                f[:, n_src + j] = s.score_pairs(u, v)
         return f

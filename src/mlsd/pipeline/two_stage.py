@@ -105,6 +105,7 @@ class TwoStage:
         self.config = config if config is not None else StagesConfig()
         self.retrieval = RetrievalStage(sources, quotas)
         self.ranking = RankingStage(registry, ranker or self.config.ranker, self.config.ranker_kind)
+        self.ranking.use_time_features(self.config.time_features != "off")
         self.rules = rules
         self.offline_rules = offline_rules if offline_rules is not None else rules
         self.warm_refit = warm_refit
@@ -155,9 +156,11 @@ class TwoStage:
         split = label_split(pos, ts, cfg)
         self.say(split.summary())
         t0 = time.perf_counter()
+        self.retrieval.scored = None  # chosen again by this fit (see RetrievalStage.restore)
         self.retrieval.fit(ds, split.before, now_ms=split.now_ms)
         sec["retrieval_fit_for_labels"] = time.perf_counter() - t0
-        tune_at_cut(self, split)  # the merged list's shares, into self.config
+        tune_at_cut(self, split)  # time features, EASE's L2, the shares: into self.config
+        cfg = self.config
 
         # 2. Ranker rows: the candidates retrieval would have served at the cut, labelled.
         t0 = time.perf_counter()

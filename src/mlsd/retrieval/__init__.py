@@ -29,6 +29,7 @@ from mlsd.retrieval.popular import (
 from mlsd.retrieval.protocols import (
     CandidateSource,
     ItemSimilarity,
+    ListScorer,
     PairScorer,
     PersistentSource,
     UserKeyed,
@@ -45,6 +46,7 @@ __all__ = [
     "FreshSource",
     "History",
     "ItemSimilarity",
+    "ListScorer",
     "MergedSource",
     "NotFittedError",
     "PairScorer",

@@ -42,6 +42,11 @@ __all__ = ["ALSSource"]
 _FORMAT = 1
 
 
+# score_lists: all items at once below this many (gathering n x c x d factors costs more than
+# the product with every item on small catalogs)
+_FULL_PRODUCT_ITEMS = 50_000
+
+
 @functools.cache
 def _blas_controller() -> ThreadpoolController:
     """One controller per process: building it scans the loaded libraries (milliseconds),
@@ -160,6 +165,36 @@ class ALSSource(SourceBase):
         ids[no_hist] = PAD
         scores[no_hist] = -np.inf
         return exclude_and_take(ids, scores, seen, k)
+
+    def score_lists(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Inner product of each user's factors (from their current history) with each of
+        their items': ``int64[n]`` users, ``int64[n, c]`` video ids -> ``float32[n, c]``; NaN
+        for videos outside the catalog and users without history. ``user_embeddings``: the
+        users' factors when already computed."""
+        q = self.user_factors(user_ids) if user_embeddings is None else user_embeddings
+        idx = self.catalog_.index(np.asarray(item_ids, np.int64))
+        at = np.maximum(idx, 0)
+        if len(self.catalog_) <= _FULL_PRODUCT_ITEMS:  # one matrix product, then a gather
+            s = np.take_along_axis(q @ self.item_factors_.T, at, axis=1)
+        else:  # a large catalog: only the listed items' factors
+            s = np.einsum("nd,ncd->nc", q, self.item_factors_[at])
+        ok = (idx >= 0) & np.any(q != 0, axis=1)[:, None]
+        return np.where(ok, s, np.nan).astype(np.float32)
+
+    def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """:meth:`score_lists` of (user, video) pairs: ``int64[n]`` each -> ``float32[n]``;
+        each distinct user's factors are computed once."""
+        u = as_user_ids(user_ids)
+        if len(u) == 0:
+            return np.zeros(0, np.float32)
+        uu, inv = np.unique(u, return_inverse=True)
+        q = self.user_factors(uu)[inv]
+        idx = self.catalog_.index(np.asarray(item_ids, np.int64))
+        s = (q * self.item_factors_[np.maximum(idx, 0)]).sum(1)
+        ok = (idx >= 0) & np.any(q != 0, axis=1)
+        return np.where(ok, s, np.nan).astype(np.float32)
 
     # -- persistence: factors as .npy, parameters as JSON ------------------------------------
     def save(self, directory: str | Path) -> None:

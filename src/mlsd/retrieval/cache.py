@@ -45,12 +45,20 @@ class CandidateCache:
     """Per-user candidate rows for ``users`` (sorted unique int64), ``width`` candidates each.
 
     Features are ``n_ranks`` source ranks (1-based, NaN when the source did not propose the
-    item), then (``scored``) one float similarity, then the count of proposing sources: the
-    layout of a retrieval stage's features (:mod:`mlsd.pipeline.retrieval`). ``put`` fills
+    item), then ``n_scores`` float scores (``scored``: one, the format before several), then
+    the count of proposing sources: the layout of a retrieval stage's features
+    (:mod:`mlsd.pipeline.retrieval`). ``put`` fills
     rows; ``get`` returns a user's arrays or None (not cached, not filled, or invalidated).
     """
 
-    def __init__(self, users: np.ndarray, width: int, n_ranks: int, scored: bool = True) -> None:
+    def __init__(
+        self,
+        users: np.ndarray,
+        width: int,
+        n_ranks: int,
+        scored: bool = True,
+        n_scores: int | None = None,
+    ) -> None:
         users = np.asarray(users, np.int64)
         # compared pairwise, not by np.diff: keys span the whole int64 range (cold-start rows
         # sit near -2**63), where a difference overflows
@@ -62,11 +70,11 @@ class CandidateCache:
         self.users = users
         self.width = int(width)
         self.n_ranks = int(n_ranks)
-        self.scored = bool(scored)
+        self.n_scores = int(scored) if n_scores is None else int(n_scores)
         self.items = np.full((n, width), -1, np.int32)  # catalog positions, -1 = padding
         self.sources = np.full((n, width), -1, np.int8)
         self.ranks = np.zeros((n, width, n_ranks), np.uint16)
-        self.similarity = np.full((n, width if scored else 0), np.nan, np.float32)
+        self.similarity = np.full((n, width, self.n_scores), np.nan, np.float32)
         self.n_sources = np.zeros((n, width), np.uint8)
         self.valid = np.zeros(n, bool)
         self.hits = 0
@@ -74,8 +82,8 @@ class CandidateCache:
 
     @property
     def n_features(self) -> int:
-        """Features a candidate has: the ranks, the similarity when scored, the count."""
-        return self.n_ranks + int(self.scored) + 1
+        """Features a candidate has: the ranks, the scores, the count."""
+        return self.n_ranks + self.n_scores + 1
 
     @property
     def nbytes(self) -> int:
@@ -113,8 +121,7 @@ class CandidateCache:
         self.items[rows] = positions[sel]
         self.sources[rows] = sources[sel]
         self.ranks[rows] = np.where(np.isnan(r), _NO_RANK, r).astype(np.uint16)
-        if self.scored:
-            self.similarity[rows] = features[sel, :, self.n_ranks]
+        self.similarity[rows] = features[sel, :, self.n_ranks : self.n_ranks + self.n_scores]
         self.n_sources[rows] = features[sel, :, -1].astype(np.uint8)
         self.valid[rows] = True
 
@@ -130,8 +137,7 @@ class CandidateCache:
         f = np.empty((self.width, self.n_features), np.float32)
         r = self.ranks[row]
         f[:, : self.n_ranks] = np.where(r == _NO_RANK, np.nan, r)
-        if self.scored:
-            f[:, self.n_ranks] = self.similarity[row]
+        f[:, self.n_ranks : self.n_ranks + self.n_scores] = self.similarity[row]
         f[:, -1] = self.n_sources[row]
         return self.items[row].astype(np.int64), self.sources[row].copy(), f
 
@@ -155,7 +161,7 @@ class CandidateCache:
             "key": key,
             "width": self.width,
             "n_ranks": self.n_ranks,
-            "scored": self.scored,
+            "n_scores": self.n_scores,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -189,13 +195,17 @@ class CandidateCache:
         except (OSError, ValueError) as e:
             raise CacheMismatch(f"{d}: cannot read the arrays ({e})") from None
         width, n_ranks = int(meta["width"]), int(meta["n_ranks"])
-        scored = bool(meta.get("scored", True))  # caches saved before the flag were scored
+        # caches saved before several scores: a 2-d similarity, present when "scored"
+        n_scores = int(meta.get("n_scores", bool(meta.get("scored", True))))
         n = len(arrays["users"])
         want = {
             "items": ((n, width), np.int32),
             "sources": ((n, width), np.int8),
             "ranks": ((n, width, n_ranks), np.uint16),
-            "similarity": ((n, width if scored else 0), np.float32),
+            "similarity": (
+                (n, width, n_scores) if "n_scores" in meta else (n, width if n_scores else 0),
+                np.float32,
+            ),
             "n_sources": ((n, width), np.uint8),
         }
         for name, (shape, dtype) in want.items():
@@ -211,9 +221,10 @@ class CandidateCache:
                 np.bitwise_or.reduce(flat[lo : lo + (1 << 26) : 4096])
         cache = cls.__new__(cls)
         cache.users = np.array(arrays["users"], np.int64)  # small, searched every request
-        cache.width, cache.n_ranks, cache.scored = width, n_ranks, scored
+        cache.width, cache.n_ranks, cache.n_scores = width, n_ranks, n_scores
         for name in _ARRAYS[1:]:  # plain views of the mapping: np.memmap slices cost more
             setattr(cache, name, arrays[name].view(np.ndarray))
+        cache.similarity = cache.similarity.reshape(n, width, n_scores)
         cache.valid = np.ones(n, bool)
         cache.hits = cache.misses = 0
         return cache

@@ -66,6 +66,7 @@ class EASEConfig(StrictModel):
     """:class:`~mlsd.retrieval.item_item.EASESource` hyperparameters (see its docstring)."""
 
     l2: float | None = Field(default=None, gt=0)
+    l2_scale: float = Field(default=1.0, gt=0)
     history_len: int = Field(default=200, ge=1)
     max_items: int = Field(default=12_500, ge=1)
     name: str = "ease"

@@ -153,6 +153,48 @@ class _ItemItem(SourceBase):
             out_s[lo : lo + len(s)] = np.where(got, val, -np.inf)
         return out_i, out_s
 
+    def score_lists(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``x W`` of each user for each of their items: ``int64[n]`` users, ``int64[n, c]``
+        video ids -> ``float32[n, c]``; NaN for items without positives in training, for
+        users without history and for every pair when ``skipped_`` (``user_embeddings`` is
+        unused: the :class:`~mlsd.retrieval.protocols.ListScorer` signature)."""
+        if not hasattr(self, "weights_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+        users = as_user_ids(user_ids)
+        items = np.asarray(item_ids, np.int64)
+        out = np.full(items.shape, np.nan, np.float32)
+        if len(self.active_) == 0 or items.size == 0:
+            return out
+        idx = self.catalog_.index(items)
+        col = np.where(idx >= 0, self._position()[np.maximum(idx, 0)], -1)
+        for lo in range(0, len(users), _BLOCK_USERS):
+            x = self._user_rows(users[lo : lo + _BLOCK_USERS])
+            c = col[lo : lo + _BLOCK_USERS]
+            s = self._scores(x)[np.arange(len(c))[:, None], np.maximum(c, 0)]
+            has = np.diff(x.indptr)[:, None] > 0
+            out[lo : lo + len(c)] = np.where((c >= 0) & has, s, np.nan)
+        return out
+
+    def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """:meth:`score_lists` of (user, video) pairs: ``int64[n]`` each -> ``float32[n]``."""
+        u = as_user_ids(user_ids)
+        v = np.asarray(item_ids, np.int64)
+        if len(u) == 0:
+            return np.zeros(0, np.float32)
+        uu, inv = np.unique(u, return_inverse=True)
+        o = np.argsort(inv, kind="stable")
+        counts = np.bincount(inv, minlength=len(uu))
+        width = int(counts.max())
+        grid = np.full((len(uu), width), PAD, np.int64)
+        slot = np.arange(len(u)) - np.repeat(np.cumsum(counts) - counts, counts)
+        grid[inv[o], slot] = v[o]
+        got = self.score_lists(uu, grid)
+        out = np.empty(len(u), np.float32)
+        out[o] = got[inv[o], slot]
+        return out
+
     def fingerprint(self) -> str:
         """A digest of the parameters and the learned weights (see
         :func:`~mlsd.retrieval.protocols.source_fingerprint`)."""
@@ -213,17 +255,22 @@ class _ItemItem(SourceBase):
 @dataclass(kw_only=True, eq=False)
 class EASESource(_ItemItem):
     """EASE^R candidates (see the module docstring); ``l2`` > 0 its regularisation, or None
-    to set it from the data (:func:`auto_l2`). Learned: ``l2_``, the value used."""
+    to set it from the data (:func:`auto_l2` times ``l2_scale``). Learned: ``l2_``, the
+    value used."""
 
     l2: float | None = None
+    l2_scale: float = 1.0
     # one fit (twice per training: at the label cut and on the whole log) is ~m³ flops on one
     # thread: about a minute at 12,500 items on the machines measured, several above
     max_items: int = 12_500
     name: str = "ease"
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "history_len": self.history_len, "max_items": self.max_items,
-                "exclude_seen": self.exclude_seen, "name": self.name}  # fmt: skip
+        out = {"l2": self.l2, "history_len": self.history_len, "max_items": self.max_items,
+               "exclude_seen": self.exclude_seen, "name": self.name}  # fmt: skip
+        if self.l2_scale != 1.0:  # absent otherwise, as in bundles written before it
+            out["l2_scale"] = self.l2_scale
+        return out
 
     def _check_params(self) -> None:
         self._check_common()
@@ -231,9 +278,11 @@ class EASESource(_ItemItem):
             raise ConfigError(
                 f"EASE l2={self.l2!r}: expected a number > 0 (or None: from the data)"
             )
+        if not self.l2_scale > 0:
+            raise ConfigError(f"EASE l2_scale={self.l2_scale!r}: expected a number > 0")
 
     def _weights(self, x: sp.csr_matrix) -> np.ndarray:
-        self.l2_ = float(self.l2) if self.l2 is not None else auto_l2(x)
+        self.l2_ = float(self.l2) if self.l2 is not None else self.l2_scale * auto_l2(x)
         return ease_weights(x, self.l2_)
 
 

@@ -19,6 +19,7 @@ from mlsd.retrieval.history import History
 __all__ = [
     "CandidateSource",
     "ItemSimilarity",
+    "ListScorer",
     "PairScorer",
     "PersistentSource",
     "UserKeyed",
@@ -72,6 +73,27 @@ class PairScorer(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`CandidateSource.candidates` plus the user embeddings it searched with."""
         ...
+
+    def score_lists(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``int64[n]`` users, ``int64[n, c]`` items -> ``float32[n, c]`` scores."""
+        ...
+
+    def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        """``int64[n]`` users, ``int64[n]`` items -> ``float32[n]`` scores."""
+        ...
+
+
+@runtime_checkable
+class ListScorer(Protocol):
+    """A source that scores any of its catalog's items for a user (a factor model's inner
+    product, an item-item model's ``x W``), not only those it proposes: the pipeline turns
+    the score into a ranking feature named ``<name>_score``, so the ranker sees every
+    source's opinion of every candidate. NaN: no opinion (an unknown item, a user without
+    history)."""
+
+    name: str
 
     def score_lists(
         self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None

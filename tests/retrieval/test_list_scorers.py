@@ -1,0 +1,43 @@
+"""Every source's opinion of any candidate (ListScorer): ALS's inner product, EASE's and
+item-kNN's ``x W``, equal to the scores their own candidate lists carry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlsd.retrieval import PAD, CandidateSource, ListScorer
+from mlsd.retrieval.evaluate import NextPeriod
+
+
+@pytest.mark.parametrize("name", ["als", "ease", "itemknn", "two_tower"])
+def test_scores_of_proposed_items_are_the_lists_scores(
+    name: str, fitted: dict[str, CandidateSource], tiny_period: NextPeriod
+) -> None:
+    src = fitted[name]
+    assert isinstance(src, ListScorer)
+    users = np.asarray(tiny_period.users)[:40]
+    got, scores = src.candidates(users, 15)
+    s = src.score_lists(users, np.where(got == PAD, -12345, got))
+    ok = got != PAD
+    assert ok.sum() > 100
+    if name == "two_tower":  # cosine scores; the list holds its index's own
+        assert np.isfinite(s[ok]).all()
+    else:
+        np.testing.assert_allclose(s[ok], scores[ok], rtol=1e-4, atol=1e-5)
+    assert np.isnan(s[~ok]).all()  # an unknown item: no opinion
+    # pairs give the same numbers as lists
+    r, c = np.nonzero(ok)
+    pairs = src.score_pairs(users[r], got[r, c])
+    np.testing.assert_allclose(pairs, s[r, c], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["als", "ease", "itemknn"])
+def test_a_user_without_history_gets_no_opinion(
+    name: str, fitted: dict[str, CandidateSource], tiny_period: NextPeriod
+) -> None:
+    src = fitted[name]
+    assert isinstance(src, ListScorer)
+    nobody = np.array([10**12], np.int64)
+    items, _ = src.candidates(np.asarray(tiny_period.users)[:1], 5)
+    assert np.isnan(src.score_lists(nobody, items[:, :5])).all()
