@@ -29,7 +29,7 @@ def test_demo_on_tiny_writes_the_report_and_serves(tmp_path: Path) -> None:
     html = res.report_html.read_text()
     assert html.count("<img") >= 3 and "data:image/png;base64," in html
     assert res.figures["skew_mismatches"] == 0
-    for name in ("MostPop", "ItemKNN", "EASE", "ALS", "pipeline"):
+    for name in ("MostPop", "ItemKNN", "ALS", "pipeline"):
         assert f"{name}_ndcg@20" in res.figures, name
     assert (res.bundle / "manifest.json").exists()
     heavy, typical, unknown = res.served

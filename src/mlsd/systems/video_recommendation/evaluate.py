@@ -310,11 +310,15 @@ def _evaluate(
         else validation_holdout(holdout)
     )
     tuned: dict[str, TuneResult] = {}
+    chosen: dict[str, dict[str, Any]] = {}
     factories: dict[str, Callable[[], Model]] = {}
     for name in names:
         grid = {p: list(v) for p, v in grids.get(name, {}).items()}
         cls = _CLASSES[name]
-        if grid:
+        if grid and all(len(v) == 1 for v in grid.values()):  # one setting: nothing to choose
+            params = {p: v[0] for p, v in grid.items()}
+            say(f"{name}: {params} (a single setting: not tuned)")
+        elif grid:
             t1 = time.perf_counter()
             tuned[name] = tune(cls, grid, valid.train, valid.test, f"ndcg@{k}")
             say(
@@ -324,6 +328,7 @@ def _evaluate(
             params = tuned[name].params
         else:
             params = {}
+        chosen[name] = params
         factories[name] = _bind(cls, params)
     holder: dict[str, Recommender] = {}
 
@@ -334,9 +339,7 @@ def _evaluate(
 
     factories["pipeline"] = make_pipeline
     seconds["setup_and_tuning"] = time.perf_counter() - t0
-    bt_baselines = {
-        n: (n, tuned[n].params if n in tuned else {}) for n in backtest_baselines if n in names
-    }
+    bt_baselines = {n: (n, chosen[n]) for n in backtest_baselines if n in names}
     pending_base: list[AsyncResult[Comparison]] = []
     if pending_pipe and pool is not None and bt_baselines:
         pending_base = [
