@@ -7,6 +7,7 @@ import numpy as np
 
 __all__ = [
     "dcg_by_user",
+    "ideal_dcg",
     "mixed_scores",
     "ndcg_by_user",
     "ndcg_full",
@@ -30,8 +31,9 @@ def dcg_by_user(
     return u[starts], np.add.reduceat(gain, starts), np.add.reduceat(yy, starts)
 
 
-def _ideal(n_pos: np.ndarray, k: int) -> np.ndarray:
-    """Ideal DCG@k of ``n_pos`` (> 0) positives each."""
+def ideal_dcg(n_pos: np.ndarray, k: int) -> np.ndarray:
+    """Ideal binary DCG@``k`` of ``n_pos`` (``int[n]``, each > 0) positives each:
+    ``float[n]``."""
     disc = np.cumsum(1 / np.log2(np.arange(2, k + 2)))
     return disc[np.minimum(n_pos, k).astype(int) - 1]
 
@@ -41,7 +43,7 @@ def ndcg_by_user(score: np.ndarray, y: np.ndarray, users: np.ndarray, k: int = 2
     user's rows (ties: row order); users without a positive are left out."""
     _, dcg, n_pos = dcg_by_user(score, y, users, k)
     ok = n_pos > 0
-    return float(np.mean(dcg[ok] / _ideal(n_pos[ok], k))) if ok.any() else float("nan")
+    return float(np.mean(dcg[ok] / ideal_dcg(n_pos[ok], k))) if ok.any() else float("nan")
 
 
 def ndcg_full(
@@ -55,7 +57,7 @@ def ndcg_full(
     want = [(v, n) for v, n in n_pos.items() if n > 0]
     if not want:
         return float("nan")
-    ideal = _ideal(np.array([n for _, n in want]), k)
+    ideal = ideal_dcg(np.array([n for _, n in want]), k)
     return float(np.mean([got.get(v, 0.0) for v, _ in want] / ideal))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from mlsd.pipeline.data import ids
 from mlsd.pipeline.labels import LabelSplit, time_features
+from mlsd.pipeline.ndcg import ideal_dcg
 from mlsd.pipeline.retrieval import RetrievalStage
 from mlsd.retrieval import PAD
 from mlsd.retrieval.base import row_keys
@@ -138,7 +139,7 @@ def _label_ndcg(source: Any, users: np.ndarray, split: LabelSplit, k: int = 20) 
     hit = np.isin(row_keys(r, got[r, c], len(users)), truth)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = np.bincount(r[hit], disc[c[hit]], minlength=len(users))
-    ideal = np.cumsum(disc)[np.clip(n_pos, 1, k) - 1]
+    ideal = ideal_dcg(np.maximum(n_pos, 1), k)
     has = n_pos > 0
     return float((dcg / ideal)[has].mean()) if has.any() else 0.0
 
