@@ -41,3 +41,32 @@ def test_a_user_without_history_gets_no_opinion(
     nobody = np.array([10**12], np.int64)
     items, _ = src.candidates(np.asarray(tiny_period.users)[:1], 5)
     assert np.isnan(src.score_lists(nobody, items[:, :5])).all()
+
+
+def test_the_stage_solves_each_users_state_once_per_request(
+    fitted: dict[str, CandidateSource], tiny_period: NextPeriod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALS's user factors (a least-squares solve per user) and the two-tower's user
+    embeddings are computed once per retrieve: the candidates' state is reused for the score
+    features, which equal the scores computed afresh."""
+    from mlsd.pipeline.retrieval import RetrievalStage
+
+    names = ["two_tower", "als", "popular"]
+    sources = [fitted[n] for n in names]
+    stage = RetrievalStage(sources).restore(sources, fitted["als"].history_)  # type: ignore[attr-defined]
+    assert stage.scored == ["two_tower", "als"]
+    users = np.asarray(tiny_period.users)[:30]
+    calls = {"als": 0, "two_tower": 0}
+    for name, method in (("als", "user_factors"), ("two_tower", "user_embeddings")):
+        real = getattr(fitted[name], method)
+
+        def counted(u: np.ndarray, _real=real, _name=name) -> np.ndarray:  # type: ignore[no-untyped-def]
+            calls[_name] += 1
+            return _real(u)
+
+        monkeypatch.setattr(fitted[name], method, counted)
+    cand = stage.retrieve(users, 25)
+    assert calls == {"als": 1, "two_tower": 1}
+    col = stage.feature_names_.index("als_score")
+    fresh = fitted["als"].score_lists(users, cand.items)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(cand.features[:, :, col], fresh, rtol=1e-5, equal_nan=True)

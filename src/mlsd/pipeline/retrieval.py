@@ -3,8 +3,10 @@ and the retrieval features the ranker sees.
 
 Sources are given as unfitted prototypes (scikit-learn style: each fit works on fresh copies).
 The stage adds, per merged candidate, each source's 1-based rank of it (NaN: not proposed), the
-similarity of the first source that scores pairs (:class:`~mlsd.retrieval.base.PairScorer`,
-named ``<source>_score``) and how many sources proposed it.
+score of every source that scores lists (:class:`~mlsd.retrieval.protocols.ListScorer`, named
+``<source>_score``) and how many sources proposed it. A source that returns its per-user
+state with its candidates (:class:`~mlsd.retrieval.protocols.PairScorer`: user embeddings or
+factors) hands that state to its scoring, so a request computes it once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from mlsd.pipeline.data import ids
 from mlsd.retrieval import PAD, History
 from mlsd.retrieval.base import row_keys
 from mlsd.retrieval.merge import TaggedCandidates, allocate, merge_lists
-from mlsd.retrieval.protocols import CandidateSource, ListScorer, PairScorer
+from mlsd.retrieval.protocols import CandidateSource, ListScorer, PairScorer, UserKeyed
 
 __all__ = ["Candidates", "RetrievalStage"]
 
@@ -111,8 +113,11 @@ class RetrievalStage:
         self.shares_ = np.array([float(self.quotas.get(n, 0.0)) for n in self.names_])
         if self.shares_.sum() <= 0:
             raise ConfigError(f"quotas {self.quotas!r}: give at least one source a positive share")
+        # The source whose candidates for a user without history depend on more than the
+        # history (its user-id bucket and attributes): recomputed even for cold requests.
         pair = [s for s in self.sources_ if isinstance(s, PairScorer)]
-        self.scorer_: PairScorer | None = pair[0] if pair else None  # also embeds the users
+        keyed = [s for s in pair if isinstance(s, UserKeyed)]
+        self.scorer_: PairScorer | None = (keyed or pair or [None])[0]
         if scored is not None:
             self.scored = list(scored)
         elif self.scored is None:
@@ -148,19 +153,19 @@ class RetrievalStage:
     def retrieve(self, users: np.ndarray, k: int) -> Candidates:
         """Merged candidates and retrieval features for a batch of ``users``."""
         lists: list[tuple[np.ndarray, np.ndarray]] = []
-        ue: np.ndarray | None = None  # the user tower runs once per request, not twice
-        scorer = self.scorer_
-        # A user without history gets the same list from every source but the pair scorer
-        # (which may also read the user's id and attributes): computed once, then reused.
+        # per-user state (embeddings, factors) by source name: computed once per request
+        states: dict[str, np.ndarray] = {}
+        # A user without history gets the same list from every source but the user-keyed
+        # scorer (which may also read the user's id and attributes): computed once, reused.
         cold = (
             self.cold_lists(k) if len(users) == 1 and self.history_.lengths(users)[0] == 0 else None
         )
         for j, s in enumerate(self.sources_):
-            if scorer is not None and s is scorer:
-                got, scores, ue = scorer.candidates_with_embeddings(users, k)
-                lists.append((got, scores))
-            elif cold is not None:
+            if cold is not None and s is not self.scorer_:
                 lists.append(cold[j])
+            elif isinstance(s, PairScorer):
+                got, scores, states[s.name] = s.candidates_with_embeddings(users, k)
+                lists.append((got, scores))
             else:
                 lists.append(s.candidates(users, k))
         merged = self.merge(lists, k)
@@ -168,7 +173,7 @@ class RetrievalStage:
             users,
             merged.item_ids,
             merged.sources,
-            self.features(users, merged.item_ids, lists, ue),
+            self.features(users, merged.item_ids, lists, states),
         )
 
     def cold_lists(self, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -198,11 +203,11 @@ class RetrievalStage:
         users: np.ndarray,
         items: np.ndarray,
         lists: Sequence[tuple[np.ndarray, np.ndarray]],
-        user_embeddings: np.ndarray | None = None,
+        states: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """``float32[n, c, r]`` retrieval features of the merged ``items`` (``int64[n, c]``)
-        given the per-source ``lists`` they were merged from. ``user_embeddings``: the pair
-        scorer's per-user state when already computed."""
+        given the per-source ``lists`` they were merged from. ``states``: source name ->
+        its per-user state (``float32[n, d]``) when already computed for these users."""
         n, c = items.shape
         n_src = len(lists)
         out = np.full((n, c, len(self.feature_names_)), np.nan, np.float32)
@@ -235,8 +240,7 @@ class RetrievalStage:
         out[:, :, :n_src] = np.where(hit, best, np.nan).reshape(n, c, n_src)
         out[:, :, -1] = hit.sum(1).reshape(n, c)
         for j, s in enumerate(self.scorers_):
-            ue = user_embeddings if s is self.scorer_ else None
-            out[:, :, n_src + j] = s.score_lists(users, items, ue)
+            out[:, :, n_src + j] = s.score_lists(users, items, (states or {}).get(s.name))
         return out
 
     def features_for_pairs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -32,7 +32,14 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 from mlsd.data.labels import confidence
 from mlsd.errors import ConfigError, DataError
 from mlsd.retrieval._data import Catalog
-from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.base import (
+    PAD,
+    NotFittedError,
+    as_user_ids,
+    check_k,
+    embedding_pair_scores,
+    exclude_and_take,
+)
 from mlsd.retrieval.fitting import FitData, SourceBase
 from mlsd.retrieval.history import History
 from mlsd.retrieval.index import EmbeddingIndex, IndexKind
@@ -151,20 +158,31 @@ class ALSSource(SourceBase):
 
     def candidates(self, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """See :class:`~mlsd.retrieval.base.CandidateSource`; scores are inner products."""
+        ids, scores, _ = self.candidates_with_embeddings(user_ids, k)
+        return ids, scores
+
+    def candidates_with_embeddings(
+        self, user_ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`candidates` plus the ``float32[n, factors]`` user factors it searched with
+        (all zeros for users without history), so :meth:`score_lists` need not solve them
+        again for the same request."""
         k = check_k(k)
         users = as_user_ids(user_ids)
         q = self.user_factors(users)
         no_hist = ~np.any(q != 0, axis=1)
         if no_hist.all():  # new users only (a cold-start request): nothing to search for
-            return np.full((len(users), k), PAD, np.int64), np.full(
-                (len(users), k), -np.inf, np.float32
+            return (
+                np.full((len(users), k), PAD, np.int64),
+                np.full((len(users), k), -np.inf, np.float32),
+                q,
             )
         seen = self._seen(users)
         extra = 0 if seen is None else seen.shape[1]
         ids, scores = self.index_.search(q, min(k + extra, len(self.catalog_)))
         ids[no_hist] = PAD
         scores[no_hist] = -np.inf
-        return exclude_and_take(ids, scores, seen, k)
+        return (*exclude_and_take(ids, scores, seen, k), q)
 
     def score_lists(
         self, user_ids: np.ndarray, item_ids: np.ndarray, user_embeddings: np.ndarray | None = None
@@ -186,15 +204,14 @@ class ALSSource(SourceBase):
     def score_pairs(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         """:meth:`score_lists` of (user, video) pairs: ``int64[n]`` each -> ``float32[n]``;
         each distinct user's factors are computed once."""
-        u = as_user_ids(user_ids)
-        if len(u) == 0:
-            return np.zeros(0, np.float32)
-        uu, inv = np.unique(u, return_inverse=True)
-        q = self.user_factors(uu)[inv]
-        idx = self.catalog_.index(np.asarray(item_ids, np.int64))
-        s = (q * self.item_factors_[np.maximum(idx, 0)]).sum(1)
-        ok = (idx >= 0) & np.any(q != 0, axis=1)
-        return np.where(ok, s, np.nan).astype(np.float32)
+        return embedding_pair_scores(
+            user_ids,
+            item_ids,
+            self.user_factors,
+            self.item_factors_,
+            self.catalog_.index,
+            nan_without_history=True,
+        )
 
     # -- persistence: factors as .npy, parameters as JSON ------------------------------------
     def save(self, directory: str | Path) -> None:

@@ -13,6 +13,8 @@ time, never from the dataset, so a watch appended to the history changes the nex
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mlsd.errors import ConfigError, NotFittedError
@@ -22,6 +24,7 @@ __all__ = [
     "NotFittedError",
     "as_user_ids",
     "check_k",
+    "embedding_pair_scores",
     "exclude_and_take",
     "row_keys",
     "rowwise_isin",
@@ -165,3 +168,30 @@ def _exclude_and_take_row(
     out_i[0, : len(keep)] = items[keep]
     out_s[0, : len(keep)] = scores[keep]
     return out_i, out_s
+
+
+def embedding_pair_scores(
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    user_vectors: Callable[[np.ndarray], np.ndarray],
+    item_vectors: np.ndarray,
+    item_index: Callable[[np.ndarray], np.ndarray],
+    *,
+    nan_without_history: bool = False,
+) -> np.ndarray:
+    """Inner products of (user, item) pairs for an embedding model: ``int64[n]`` users and
+    items -> ``float32[n]``. ``user_vectors`` maps distinct user ids to ``float32[u, d]``
+    (called once, on the distinct users); ``item_index`` maps item ids to rows of
+    ``item_vectors`` (-1: unknown item, scored NaN). ``nan_without_history``: a user whose
+    vector is all zeros (a factor model's user without history) scores NaN too."""
+    u = as_user_ids(user_ids)
+    if len(u) == 0:
+        return np.zeros(0, np.float32)
+    uu, inv = np.unique(u, return_inverse=True)
+    q = user_vectors(uu)[inv]
+    idx = item_index(np.asarray(item_ids, np.int64))
+    s = (q * item_vectors[np.maximum(idx, 0)]).sum(1)
+    ok = idx >= 0
+    if nan_without_history:
+        ok &= np.any(q != 0, axis=1)
+    return np.where(ok, s, np.nan).astype(np.float32)

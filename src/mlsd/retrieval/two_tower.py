@@ -43,7 +43,14 @@ from mlsd.retrieval._encode import (
     popularity_buckets,
     trailing_counts,
 )
-from mlsd.retrieval.base import PAD, NotFittedError, as_user_ids, check_k, exclude_and_take
+from mlsd.retrieval.base import (
+    PAD,
+    NotFittedError,
+    as_user_ids,
+    check_k,
+    embedding_pair_scores,
+    exclude_and_take,
+)
 from mlsd.retrieval.fitting import FitData, SourceBase
 from mlsd.retrieval.history import History
 from mlsd.retrieval.index import EmbeddingIndex, IndexKind
@@ -324,14 +331,9 @@ class TwoTowerSource(SourceBase):
         """Cosine similarity of (user, video) pairs: ``int64[n]`` each -> ``float32[n]`` (NaN
         for videos outside the catalog); each distinct user's embedding is computed once."""
         self._check()
-        u = as_user_ids(user_ids)
-        if len(u) == 0:
-            return np.zeros(0, np.float32)
-        uu, inv = np.unique(u, return_inverse=True)
-        ue = self.user_embeddings(uu)[inv]
-        idx = self.catalog_.index(np.asarray(item_ids, np.int64))
-        ve = self.video_embeddings_[np.maximum(idx, 0)]
-        return np.where(idx >= 0, (ue * ve).sum(1), np.nan).astype(np.float32)
+        return embedding_pair_scores(
+            user_ids, item_ids, self.user_embeddings, self.video_embeddings_, self.catalog_.index
+        )
 
     def user_buckets(self, user_ids: np.ndarray) -> tuple[int, np.ndarray]:
         """(number of buckets, ``int64[n]`` bucket of each user): how the user tower tells
