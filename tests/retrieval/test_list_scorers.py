@@ -70,3 +70,20 @@ def test_the_stage_solves_each_users_state_once_per_request(
     col = stage.feature_names_.index("als_score")
     fresh = fitted["als"].score_lists(users, cand.items)  # type: ignore[attr-defined]
     np.testing.assert_allclose(cand.features[:, :, col], fresh, rtol=1e-5, equal_nan=True)
+
+
+def test_als_fit_threads_change_speed_not_factors(
+    tiny_period: NextPeriod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALS fits on every core; each user's and item's solve is independent, so the factors
+    equal a single-threaded fit's exactly."""
+    from mlsd.retrieval import als
+
+    def fit(threads: int) -> np.ndarray:
+        monkeypatch.setattr(als, "FIT_THREADS", threads)
+        src = als.ALSSource(factors=16, iterations=4)
+        src.fit(tiny_period.train_positives, now_ms=tiny_period.split_ms)
+        assert src._model_.num_threads == 1  # requests solve on one thread
+        return src.item_factors_
+
+    np.testing.assert_array_equal(fit(1), fit(2))

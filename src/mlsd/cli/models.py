@@ -92,7 +92,11 @@ def train(
     rec = Recommender(cfg, progress=lambda m: console.log(m))
     with console.status("training (retrieval, features, ranker) ..."):
         rec.fit(ds)
-    metrics = {"ranker": rec.ranker_.metrics_, "counts": rec.stats.counts}
+    metrics = {
+        "ranker": rec.ranker_.metrics_,
+        "counts": rec.stats.counts,
+        "seconds": {k: round(v, 2) for k, v in rec.stats.seconds.items()},  # by stage
+    }
     path = save_bundle(
         rec,
         out,

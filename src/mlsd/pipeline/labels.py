@@ -18,10 +18,17 @@ import pyarrow as pa
 from mlsd.data.timing import NO_ORDER_NOTE, has_time_order, late_outliers, random_holdout
 from mlsd.errors import DataError
 from mlsd.features.signals import timestamps_ms
-from mlsd.pipeline.config import StagesConfig
+from mlsd.pipeline.config import WARM_REFIT_POSITIVES, StagesConfig
 from mlsd.pipeline.data import ids, pair_set
 
-__all__ = ["DAY_MS", "LabelSplit", "label_split", "log_end", "time_features"]
+__all__ = [
+    "DAY_MS",
+    "LabelSplit",
+    "incremental_refit",
+    "label_split",
+    "log_end",
+    "time_features",
+]
 
 DAY_MS = 86_400_000
 
@@ -146,3 +153,17 @@ def time_features(split: LabelSplit, label_days: float = 7.0) -> str:
         return "on"
     gap = split.now_ms - np.fromiter(split.cut_of_user.values(), np.int64)
     return "off" if float(np.median(gap)) > label_days * DAY_MS else "on"
+
+
+def incremental_refit(
+    setting: bool | None, split: LabelSplit, n_positives: int, say: Callable[[str], None]
+) -> bool:
+    """Whether retrieval is refitted on the whole log by continuing the cut-time sources
+    (``True``) or from scratch. ``setting`` None (``two_tower_refit: auto``): incremental when
+    the cut is global (the positives after it are the newest days, what an incremental
+    refresh trains on) and the log has at least :data:`WARM_REFIT_POSITIVES` positives."""
+    if setting is not None:
+        return setting
+    on = split.mode == "global" and n_positives >= WARM_REFIT_POSITIVES
+    say(f"retrieval refit on the whole log: {'incremental' if on else 'full'}")
+    return on

@@ -99,7 +99,7 @@ class Recommender(TwoStage):
             quotas=video_quotas(config),
             ranker=config.ranker,
             config=config,
-            warm_refit=config.two_tower_refit == "incremental",
+            warm_refit={"auto": None, "full": False, "incremental": True}[config.two_tower_refit],
             videos=videos,
             users=users,
             online_store=online_store,

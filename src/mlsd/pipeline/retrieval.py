@@ -12,6 +12,7 @@ factors) hands that state to its scoring, so a request computes it once.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -75,15 +76,18 @@ class RetrievalStage:
         *,
         now_ms: int,
         warm: Sequence[CandidateSource] = (),
+        seconds: tuple[dict[str, float], str] | None = None,
     ) -> RetrievalStage:
         """Fit fresh copies of the sources on ``positives`` up to ``now_ms``. ``warm``: fitted
         sources (from a previous fit of this stage) that declare ``supports_warm_start``; each
-        continues from its state instead of a fresh copy of its prototype."""
+        continues from its state instead of a fresh copy of its prototype. ``seconds``: a
+        ``(dict, suffix)`` that receives each source's fit time as ``fit_<name><suffix>``."""
         known = ids(ds.videos, "video_id")
         history = History.from_positives(positives, max_len=None, known_video_ids=known)
         by_name = {s.name: s for s in warm if getattr(s, "supports_warm_start", False)}
         sources: list[CandidateSource] = []
         for proto in self.prototypes:
+            t0 = time.perf_counter()
             s = by_name.get(proto.name)
             if s is not None:
                 s.fit(positives, videos=ds.videos, users=ds.users, now_ms=now_ms,  # type: ignore[call-arg]
@@ -92,6 +96,8 @@ class RetrievalStage:
                 s = copy.deepcopy(proto)
                 s.fit(positives, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
             sources.append(s)
+            if seconds is not None:
+                seconds[0][f"fit_{proto.name}{seconds[1]}"] = time.perf_counter() - t0
         return self.restore(sources, history)
 
     def restore(

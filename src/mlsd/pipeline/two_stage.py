@@ -11,9 +11,8 @@ whole log for serving and the online features are materialized.
 
 Serving (:meth:`TwoStage.serve`, :mod:`.online`) and batch recommendation (:mod:`.batch`) run
 the same stages. Reads and writes (:meth:`TwoStage.apply_events`) are serialised by one
-readers-writer lock, so the object is thread-safe. The online state that events change can be
-snapshot and restored (:mod:`.snapshot`), written again to an online store that lost it, and
-inspected per user (:meth:`TwoStage.user_state`).
+readers-writer lock (thread-safe). The online state that events change can be snapshot and
+restored (:mod:`.snapshot`), rewritten to a store that lost it, and inspected per user.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from mlsd.pipeline.cold_start import resolve_cold_start
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
 from mlsd.pipeline.guard import choose_order
-from mlsd.pipeline.labels import label_split, log_end
+from mlsd.pipeline.labels import incremental_refit, label_split, log_end
 from mlsd.pipeline.ranking import RankingStage
 from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
 from mlsd.pipeline.servable import ServingOptions
@@ -76,7 +75,8 @@ class TwoStage:
 
     ``config``: the generic knobs (:class:`~mlsd.pipeline.config.StagesConfig`);
     ``warm_refit``: after the label cut, continue training the sources that support it
-    instead of fitting fresh ones on the whole log; ``videos``/``users``: the catalog and user
+    instead of fitting fresh ones on the whole log (None: on large logs, see
+    :func:`~.labels.incremental_refit`); ``videos``/``users``: the catalog and user
     tables when ``fit`` receives evaluation ``Interactions`` (which carry neither);
     ``online_store``: where the online features live (default: a new in-memory store);
     ``progress``: called with a line per training step.
@@ -96,7 +96,7 @@ class TwoStage:
         quotas: Mapping[str, float] | None = None,
         ranker: RankerConfig | None = None,
         config: StagesConfig | None = None,
-        warm_refit: bool = False,
+        warm_refit: bool | None = False,
         videos: pa.Table | None = None,
         users: pa.Table | None = None,
         online_store: OnlineStore | None = None,
@@ -157,7 +157,7 @@ class TwoStage:
         self.say(split.summary())
         t0 = time.perf_counter()
         self.retrieval.scored = None  # chosen again by this fit (see RetrievalStage.restore)
-        self.retrieval.fit(ds, split.before, now_ms=split.now_ms)
+        self.retrieval.fit(ds, split.before, now_ms=split.now_ms, seconds=(sec, "_for_labels"))
         sec["retrieval_fit_for_labels"] = time.perf_counter() - t0
         tune_at_cut(self, split)  # time features, EASE's L2, the shares: into self.config
         cfg = self.config
@@ -170,30 +170,29 @@ class TwoStage:
         x = self.ranking.training_matrix(ds, rows, rfeat)
         sec["training_features"] = time.perf_counter() - t0
         names = self.ranking.feature_names_ + self.retrieval.feature_names_
-        labels = {
-            "watch": np.asarray(rows.column("label_watch").to_numpy(zero_copy_only=False)),
-            "like": np.asarray(rows.column("label_like").to_numpy(zero_copy_only=False)),
-        }
-        sample_weight = None  # a log with weights: positives weigh by them (see training_rows)
-        if "weight_watch" in rows.column_names:
-            sample_weight = {"watch": np.asarray(rows.column("weight_watch").to_numpy())}
+        labels = {k: np.asarray(rows.column(f"label_{k}").to_numpy(zero_copy_only=False))
+                  for k in ("watch", "like")}  # fmt: skip
+        sample_weight = (  # a log with weights: positives weigh by them (see training_rows)
+            {"watch": np.asarray(rows.column("weight_watch").to_numpy())}
+            if "weight_watch" in rows.column_names else None
+        )  # fmt: skip
+        t0 = time.perf_counter()
         self.ranking.fit(
             x, labels, names, ids(rows, "user_id"),
             seed=cfg.seed, valid_users_share=cfg.valid_users_share, say=self.say,
             sample_weight=sample_weight,
         )  # fmt: skip
+        sec["ranker_fit"] = time.perf_counter() - t0
         resolve_cold_start(self, split, ids(rows, "user_id"), x, labels["watch"], names, self.say)
         choose_order(self, split, self.say)  # the ranker, unless a source orders better
-        self.stats.counts.update(
-            ranker_rows=len(x),
-            ranker_positives=int(labels["watch"].sum()),
-            ranker_likes=int(labels["like"].sum()),
-        )
+        self.stats.counts.update(ranker_rows=len(x), ranker_positives=int(labels["watch"].sum()),
+                                 ranker_likes=int(labels["like"].sum()))  # fmt: skip
 
         # 3. Serving state: retrieval on the whole log, online features, rules.
         t0 = time.perf_counter()
-        warm = self.retrieval.sources_ if self.warm_refit else ()
-        self.retrieval.fit(ds, pos, now_ms=self.now_ms_, warm=warm)
+        warm_on = incremental_refit(self.warm_refit, split, len(pos), self.say)
+        warm = self.retrieval.sources_ if warm_on else ()
+        self.retrieval.fit(ds, pos, now_ms=self.now_ms_, warm=warm, seconds=(sec, ""))
         sec["retrieval_fit"] = time.perf_counter() - t0
         self.init_serving(ds)
         self.data_fingerprints_ = data_fingerprints(ds)

@@ -49,6 +49,8 @@ __all__ = ["ALSSource"]
 _FORMAT = 1
 
 
+FIT_THREADS = 0  # implicit's threads for fit: 0 = every core (see ALSSource._fit)
+
 # score_lists: all items at once below this many (gathering n x c x d factors costs more than
 # the product with every item on small catalogs)
 _FULL_PRODUCT_ITEMS = 50_000
@@ -124,8 +126,13 @@ class ALSSource(SourceBase):
         if pos.weights is None:
             x.data[:] = 1.0  # repeated plain positives count once
         model = self._model()
+        # The fit solves every user's and item's factors independently given the other side
+        # (and the Gramian, BLAS kept single-threaded), so its threads change its speed, not
+        # its result; a request's solve stays on one thread.
+        model.num_threads = FIT_THREADS
         with threadpool_limits(1, "blas"):
             model.fit(x, show_progress=False)
+        model.num_threads = 1
         self.catalog_ = catalog
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._model_ = model
