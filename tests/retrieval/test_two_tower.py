@@ -170,3 +170,9 @@ def test_warm_start_trains_only_on_positives_after_the_previous_fit(
     # warm_start on an unfitted source is a plain fit
     c = fit(TwoTowerSource(seed=3, **FAST_TWO_TOWER), early, True)  # type: ignore[arg-type]
     assert np.array_equal(c.video_embeddings_, before)
+    # a refresh makes refresh_epochs passes over the new positives, a fresh fit epochs
+    for n in (1, 3):
+        d = fit(TwoTowerSource(seed=3, **{**FAST_TWO_TOWER, "refresh_epochs": n}), early, False)  # type: ignore[arg-type]
+        assert len(d.loss_history_) == d.epochs
+        fit(d, tiny_period.split_ms, True)
+        assert len(d.loss_history_) == n

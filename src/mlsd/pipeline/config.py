@@ -100,8 +100,9 @@ class PipelineConfig(StagesConfig):
     - ``two_tower``: :class:`~mlsd.retrieval.TwoTowerSource` settings;
     - ``two_tower_refit``: how the two-tower is brought up to the end of the log after the
       ranker's labels are cut: ``full`` (train a new one on every positive),
-      ``incremental`` (continue training the cut-time network for ``epochs`` on the positives
-      after the cut only: several times cheaper, what production refreshes do daily) or
+      ``incremental`` (continue training the cut-time network for ``two_tower.refresh_epochs``
+      on the positives after the cut only: several times cheaper, what production refreshes
+      do daily) or
       ``auto`` (incremental when the cut is global and the log has at least
       :data:`WARM_REFIT_POSITIVES` positives, where a second full
       training would be the largest cost of a fit; else full);

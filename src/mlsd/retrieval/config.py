@@ -33,6 +33,7 @@ class TwoTowerConfig(StrictModel):
     temperature: float = Field(default=0.1, gt=0)
     logq_correction: bool = True
     epochs: int = Field(default=5, ge=0)
+    refresh_epochs: int = Field(default=1, ge=0)
     batch_size: int = Field(default=512, ge=2)
     lr: float = Field(default=3e-3, gt=0)
     num_threads: int | None = Field(default=1, ge=1)

@@ -88,7 +88,8 @@ class TwoTowerSource(SourceBase):
     for the shared item tables, ``user_id_dim`` for the hashed user id, 0 to disable), MLP width
     ``hidden`` (0: linear towers), ``history_len`` watches pooled, ``popularity_window_days``
     of the video popularity feature, ``n_user_buckets`` hash buckets, softmax
-    ``temperature``, ``logq_correction``, ``epochs``, ``batch_size``, ``lr`` (Adam for dense
+    ``temperature``, ``logq_correction``, ``epochs``, ``refresh_epochs`` (of an incremental
+    refresh, see :meth:`fit`), ``batch_size``, ``lr`` (Adam for dense
     weights, SparseAdam for embedding tables), ``seed``, ``num_threads`` (default 1: results do
     not depend on the machine's core count, and several processes sharing cores do not thrash;
     None keeps torch's setting), ``index_kind`` for the exported embeddings, ``name``,
@@ -121,6 +122,7 @@ class TwoTowerSource(SourceBase):
     temperature: float = 0.1
     logq_correction: bool = True
     epochs: int = 5
+    refresh_epochs: int = 1
     batch_size: int = 512
     lr: float = 3e-3
     seed: int = 0
@@ -142,10 +144,11 @@ class TwoTowerSource(SourceBase):
                 raise ConfigError(f"{k}={getattr(self, k)!r}: expected a positive integer")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size!r}: in-batch softmax needs >= 2")
-        if self.epochs < 0 or self.n_user_buckets < 1 or self.user_id_dim < 0:
+        if min(self.epochs, self.refresh_epochs, self.user_id_dim) < 0 or self.n_user_buckets < 1:
             raise ConfigError(
-                f"epochs={self.epochs}, n_user_buckets={self.n_user_buckets}, "
-                f"user_id_dim={self.user_id_dim}: expected >= 0, >= 1, >= 0"
+                f"epochs={self.epochs}, refresh_epochs={self.refresh_epochs}, n_user_buckets="
+                f"{self.n_user_buckets}, user_id_dim={self.user_id_dim}: expected >= 0, >= 0, "
+                ">= 1, >= 0"
             )
         if self.popularity_window_days <= 0:
             raise ConfigError(
@@ -163,9 +166,10 @@ class TwoTowerSource(SourceBase):
 
         ``progress``: True for a Rich progress bar per epoch, or a ``rich.progress.Progress``
         to add the epochs' tasks to. ``warm_start``: when already fitted on the same catalog,
-        keep the network and train it for ``epochs`` only on the positives newer than the
-        previous fit's ``now_ms`` (the incremental refresh production two-towers get from the
-        newest logs; histories still come from every positive); otherwise train from scratch.
+        keep the network and train it for ``refresh_epochs`` only on the positives newer than
+        the previous fit's ``now_ms`` (the incremental refresh production two-towers get from
+        the newest logs: one pass over them by default; histories still come from every
+        positive); otherwise train from scratch for ``epochs``.
         Raises :class:`DataError` when there are fewer than two positives of known videos.
         """
         progress = options.pop("progress", False)
@@ -208,7 +212,8 @@ class TwoTowerSource(SourceBase):
             if prev_now is None:
                 self.net_ = self._make_net()
             self.loss_history_, self.epoch_seconds_ = train_epochs(
-                self.net_, inputs, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                self.net_, inputs, batch_size=self.batch_size, lr=self.lr,
+                epochs=self.epochs if prev_now is None else self.refresh_epochs,
                 temperature=self.temperature, history_len=self.history_len,
                 n_user_buckets=self.n_user_buckets, seed=self.seed, progress=progress,
                 rows=None if prev_now is None else np.flatnonzero(t > prev_now),

@@ -68,7 +68,7 @@ DEMO_PIPELINE: dict[str, Any] = {
     "label_split": "global",
     "candidates": 300,
     "negatives_per_user": 60,
-    "two_tower": {"epochs": 2},
+    "two_tower": {"epochs": 2, "refresh_epochs": 2},  # the figures measured with 2
     "two_tower_refit": "incremental",
     "ranker": {"n_estimators": 100, "learning_rate": 0.2, "objective": "binary"},
 }
