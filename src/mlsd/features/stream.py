@@ -347,6 +347,9 @@ class OnlineFeatures:
         return plan
 
 
+MATERIALIZE_CHUNK = 1_000_000  # events per update in materialize (bounds its memory)
+
+
 def materialize(
     dataset: Dataset,
     store: OnlineStore | None = None,
@@ -371,10 +374,18 @@ def materialize(
     events = dataset.events
     ts = timestamps_ms(events.column("timestamp"))
     if at_ms is not None:
-        events = events.filter(pa.array(ts < at_ms))
+        keep = ts < at_ms
+        if not keep.all():  # (a filter copies the table: GBs for a large log)
+            events, ts = events.filter(pa.array(keep)), ts[keep]
     elif len(ts):
         at_ms = int(ts.max()) + 1
-    online.update_from_events(events, write=False)
+    # In time order and in slices: the per-event signal arrays of a whole large log cost
+    # several GB at once, and the result does not depend on the batching (update_from_events).
+    order = None if bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
+    for lo in range(0, events.num_rows, MATERIALIZE_CHUNK):
+        hi = min(lo + MATERIALIZE_CHUNK, events.num_rows)
+        part = events.slice(lo, hi - lo) if order is None else events.take(order[lo:hi])
+        online.update_from_events(part, write=False)
     if at_ms is not None:
         online.advance_to(at_ms, write=False)
     online.flush(everything=True)

@@ -85,6 +85,10 @@ class RetrievalStage:
         known = ids(ds.videos, "video_id")
         history = History.from_positives(positives, max_len=None, known_video_ids=known)
         by_name = {s.name: s for s in warm if getattr(s, "supports_warm_start", False)}
+        # The previous fit's other sources are replaced: release them before fitting the new
+        # ones (on a large log, both generations at once cost GBs). In place, so every
+        # reference to the list (``warm`` may be it) lets go of them.
+        getattr(self, "sources_", []).clear()
         sources: list[CandidateSource] = []
         for proto in self.prototypes:
             t0 = time.perf_counter()

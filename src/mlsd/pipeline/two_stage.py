@@ -189,6 +189,7 @@ class TwoStage:
                                  ranker_likes=int(labels["like"].sum()))  # fmt: skip
 
         # 3. Serving state: retrieval on the whole log, online features, rules.
+        del x, rows, rfeat, labels  # (GBs on a large log: not kept while the refit runs)
         t0 = time.perf_counter()
         warm_on = incremental_refit(self.warm_refit, split, len(pos), self.say)
         warm = self.retrieval.sources_ if warm_on else ()
