@@ -359,3 +359,29 @@ def byod(r: Results) -> str:
             f"{m['train_seconds']:.0f} s |"
         )
     return "\n".join(rows) + "\n\n" + measured_on(d)
+
+
+def train(r: Results) -> str:
+    """``mlsd train`` with defaults on ``large``: wall time, peak memory and the largest
+    stages, against the goal."""
+    d = r.get("train_large")
+    s = d.get("stage_seconds") or {}
+    peak = max(d["peak_rss_gb_sampled"], d["peak_rss_gb_ru_maxrss"])
+    g = d["goal"]
+    rows = [
+        "| log | events | `mlsd train` | peak memory | bundle | goal |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| `large` (simulated) | {d['rows']['events']:,} | {d['seconds'] / 60:.1f} min | "
+        f"{peak:.1f} GB | {d['bundle_mb'] / 1024:.1f} GB | <= {g['seconds'] / 60:.0f} min and "
+        f"<= {g['peak_rss_gb']:g} GB: {'**met**' if d['met'] else '**missed**'} |",
+    ]
+    parts = {
+        "retrieval at the label cut": s.get("retrieval_fit_for_labels"),
+        "ranker rows and features": (s.get("training_rows") or 0)
+        + (s.get("training_features") or 0),
+        "ranker": s.get("ranker_fit"),
+        "retrieval refit": s.get("retrieval_fit"),
+        "online features": s.get("materialize"),
+    }
+    where = ", ".join(f"{k} {v:.0f} s" for k, v in parts.items() if v)
+    return "\n".join(rows) + (f"\n\nStages: {where}." if where else "") + "\n\n" + measured_on(d)

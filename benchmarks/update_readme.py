@@ -45,6 +45,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "evaluation-summary": tables.evaluation_summary,
     "evaluation": tables.evaluation,
     "byod": tables.byod,
+    "train": tables.train,
     "rankers": rankers.rankers,
     "serving-current": serving.serving_current,
     "serving-runs": serving.serving_runs,
@@ -62,6 +63,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
 SCRIPTS = {
     "demo": "demo.py",
     "byod": "byod.py",
+    "train_large": "train.py",
     "serving": "serving.py --model BUNDLE",
     "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
     "events_mixed": "events.py mixed --model BUNDLE (and its other scenarios)",
