@@ -152,12 +152,13 @@ def test_bulk_key_index_matches_numpy_unique() -> None:
 def test_materialize_in_slices_equals_one_batch(
     tiny: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """materialize feeds a large log in time-ordered slices (memory); every online value is
-    the same as from one batch."""
+    """materialize feeds a large log in time-ordered slices and computes the records in slices
+    (memory); every online value is the same as from one batch."""
     from mlsd.features import stream
 
     whole = materialize(tiny, MemoryStore())
     monkeypatch.setattr(stream, "MATERIALIZE_CHUNK", 997)
+    monkeypatch.setattr(stream, "FLUSH_CHUNK", 101)  # the records computed in slices too
     sliced = materialize(tiny, MemoryStore())
     assert sliced.hour == whole.hour
     users = tiny.users.column("user_id").to_numpy()[:40]

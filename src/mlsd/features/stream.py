@@ -59,6 +59,9 @@ class UpdateStats:
     seconds: float = 0.0
 
 
+FLUSH_CHUNK = 500_000  # records computed and written at once by OnlineFeatures.flush
+
+
 class OnlineFeatures:
     """Incremental feature state writing to ``store``, and the request-time feature vector.
 
@@ -217,7 +220,14 @@ class OnlineFeatures:
             if everything:
                 st.touched = []
             if len(idx):
-                keys, values = self.records(entity, idx)
+                # computed in slices (one entity's raw state at once, 10M user-creator pairs
+                # on a large log, costs GBs of temporaries), written in one put (a store's
+                # bulk path)
+                parts = [self.records(entity, idx[lo : lo + FLUSH_CHUNK])
+                         for lo in range(0, len(idx), FLUSH_CHUNK)]  # fmt: skip
+                keys = parts[0][0] if len(parts) == 1 else np.concatenate([k for k, _ in parts])
+                values = parts[0][1] if len(parts) == 1 else np.concatenate([v for _, v in parts])
+                del parts
                 self.store.put(entity, keys, values)
             written[entity] = len(idx)
         return written
