@@ -128,6 +128,9 @@ class RetrievalStage:
         pair = [s for s in self.sources_ if isinstance(s, PairScorer)]
         keyed = [s for s in pair if isinstance(s, UserKeyed)]
         self.scorer_: PairScorer | None = (keyed or pair or [None])[0]
+        # per source: whether it returns per-user state with its candidates (checked once
+        # here: a runtime protocol check costs microseconds per request)
+        self.stateful_ = [isinstance(s, PairScorer) for s in self.sources_]
         if scored is not None:
             self.scored = list(scored)
         elif self.scored is None:
@@ -173,8 +176,8 @@ class RetrievalStage:
         for j, s in enumerate(self.sources_):
             if cold is not None and s is not self.scorer_:
                 lists.append(cold[j])
-            elif isinstance(s, PairScorer):
-                got, scores, states[s.name] = s.candidates_with_embeddings(users, k)
+            elif self.stateful_[j]:
+                got, scores, states[s.name] = s.candidates_with_embeddings(users, k)  # type: ignore[attr-defined]
                 lists.append((got, scores))
             else:
                 lists.append(s.candidates(users, k))
