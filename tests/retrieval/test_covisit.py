@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from mlsd.retrieval import PAD, CoVisitationSource, History
 
@@ -79,3 +80,59 @@ def test_saved_lists_load_back_and_bad_ones_are_refused(tmp_path) -> None:  # ty
         CoVisitationSource(window_hours=24.0).load_state(
             tmp_path / "c", videos=videos, history=hist
         )
+
+
+def _reference_lists(
+    u: np.ndarray, v: np.ndarray, t: np.ndarray, n: int, src: CoVisitationSource
+) -> dict[int, list[tuple[int, float]]]:
+    """Neighbour lists counted pair by pair in Python, from the module docstring's definition."""
+    counts: dict[tuple[int, int], int] = {}
+    for i in range(len(u)):
+        for j in range(i + 1, min(i + src.max_gap, len(u) - 1) + 1):
+            if u[j] != u[i] or t[j] - t[i] > src.window_hours * H or v[i] == v[j]:
+                continue
+            for pair in ((v[i], v[j]), (v[j], v[i])):
+                counts[pair] = counts.get(pair, 0) + 1
+    pop = np.bincount(v, minlength=n).astype(np.float64)
+    a = src.popularity_exponent
+    lists: dict[int, list[tuple[int, float]]] = {}
+    for (i, j), c in counts.items():
+        w = c / (max(pop[i], 1) ** a * max(pop[j], 1) ** a)
+        lists.setdefault(int(i), []).append((int(j), w))
+    top = src.n_neighbors
+    return {i: sorted(nb, key=lambda x: (-x[1], x[0]))[:top] for i, nb in lists.items()}
+
+
+@pytest.mark.parametrize("range_pairs", [10, 1 << 24])
+def test_pair_counting_matches_a_pair_by_pair_reference(monkeypatch, range_pairs) -> None:  # type: ignore[no-untyped-def]
+    from mlsd.retrieval import covisit
+
+    rng = np.random.default_rng(3)
+    n_rows, n = 3_000, 40
+    u = np.sort(rng.integers(0, 60, n_rows))
+    t = np.zeros(n_rows, np.int64)
+    for user in np.unique(u):  # times increase within a user, some gaps beyond the window
+        at = u == user
+        t[at] = np.cumsum(rng.integers(0, 30, at.sum())) * H
+    v = rng.integers(0, n, n_rows)
+    src = CoVisitationSource(max_gap=5, window_hours=48.0, n_neighbors=7, popularity_exponent=0.5)
+    ref = _reference_lists(u, v, t, n, src)
+    # Counting a few source videos at a time gives the counts of counting everything at once.
+    args = (u, v, t, n, src.max_gap, src.window_hours * H)
+    whole = list(covisit._pair_counts(*args, max_pairs=1 << 40))
+    pieces = list(covisit._pair_counts(*args, max_pairs=range_pairs))
+    assert len(whole) == 1 and (len(pieces) > 5 if range_pairs == 10 else len(pieces) == 1)
+    for i in (0, 1):
+        assert np.array_equal(whole[0][i], np.concatenate([p[i] for p in pieces]))
+    assert np.all(np.diff(whole[0][0]) > 0)
+    # Fitted in ranges or at once, the neighbour lists are the reference's.
+    monkeypatch.setattr(covisit, "_RANGE_PAIRS", range_pairs)
+    videos = pa.table({"video_id": np.arange(n)})
+    ts = pa.array(t, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    src.fit(pa.table({"user_id": u, "video_id": v, "timestamp": ts}), videos=videos)
+    for i in range(n):
+        lo, hi = src.indptr_[i], src.indptr_[i + 1]
+        got = list(zip(src.neighbors_[lo:hi].tolist(), src.weights_[lo:hi].tolist(), strict=True))
+        want = ref.get(i, [])
+        assert [j for j, _ in got] == [j for j, _ in want], i
+        assert np.allclose([w for _, w in got], [w for _, w in want], rtol=1e-6)

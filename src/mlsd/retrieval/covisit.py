@@ -16,6 +16,7 @@ weight. Everything is vectorised (sorts and bincounts, no per-pair Python).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from mlsd.retrieval.history import History
 __all__ = ["CoVisitationSource"]
 
 HOUR_MS = 3_600_000
+#: pair occurrences counted at once (see _pair_counts; 16M: about 0.5 GB of temporaries)
+_RANGE_PAIRS = 1 << 24
 _FORMAT = 1
 
 
@@ -70,35 +73,42 @@ class CoVisitationSource(SourceBase):
         ok = idx >= 0
         u, v, t = pos.user_ids[ok], idx[ok], pos.times_ms[ok]  # sorted by (user, time)
         n = len(catalog)
-        window = self.window_hours * HOUR_MS
-        src, dst = [], []
-        for lag in range(1, self.max_gap + 1):
-            same = (u[lag:] == u[:-lag]) & (t[lag:] - t[:-lag] <= window)
-            same &= v[lag:] != v[:-lag]
-            a, b = v[:-lag][same], v[lag:][same]
-            src += [a, b]
-            dst += [b, a]
-        frm = np.concatenate(src) if src else np.zeros(0, np.int64)
-        to = np.concatenate(dst) if dst else np.zeros(0, np.int64)
-        keys, counts = np.unique(frm * n + to, return_counts=True)
-        frm, to = keys // n, keys % n
         pop = np.bincount(v, minlength=n).astype(np.float64)
-        a = self.popularity_exponent
-        w = counts / (np.maximum(pop[frm], 1.0) ** a * np.maximum(pop[to], 1.0) ** a)
-        # Heaviest n_neighbors per source video: sort by (source, -weight, neighbour).
-        order = np.lexsort((to, -w, frm))
-        frm, to, w = frm[order], to[order], w[order]
-        starts = np.searchsorted(frm, np.arange(n))
-        rank = np.arange(len(frm)) - starts[frm]
-        keep = rank < self.n_neighbors
+        # Pairs come a range of source videos at a time, sorted: each range's heaviest
+        # neighbours are chosen before the next range is counted (bounded memory).
+        pieces, n_pairs = [], 0
+        window = self.window_hours * HOUR_MS
+        for keys, counts in _pair_counts(u, v, t, n, self.max_gap, window, _RANGE_PAIRS):
+            pieces.append(self._heaviest(keys, counts, n, pop))
+            n_pairs += len(keys)
+        frm = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int32)
+        nb = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int32)
+        wt = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.float32)
+        del pieces
         # CSR rows (source video -> neighbours, heaviest first): memory is proportional to the
         # pairs kept, not to n_videos * n_neighbors (1M videos x 100 would be 1.2 GB dense).
-        indptr = np.r_[0, np.cumsum(np.bincount(frm[keep], minlength=n))].astype(np.int64)
-        nb, wt = to[keep].astype(np.int32), w[keep].astype(np.float32)
+        indptr = np.r_[0, np.cumsum(np.bincount(frm, minlength=n))].astype(np.int64)
+        del frm
         self.catalog_, self.indptr_, self.neighbors_, self.weights_ = catalog, indptr, nb, wt
-        self.n_pairs_ = len(keys)
+        self.n_pairs_ = n_pairs
         self.history_ = d.history
         self.unknown_history_ids_ = 0
+
+    def _heaviest(
+        self, keys: np.ndarray, counts: np.ndarray, n: int, pop: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Source, neighbour (int32) and weight (float32) of the ``n_neighbors`` heaviest pairs
+        of each source video among ``keys`` (``i * n + j``, sorted), heaviest first."""
+        frm, to = (keys // n).astype(np.int32), (keys % n).astype(np.int32)
+        a = self.popularity_exponent
+        w = counts / (np.maximum(pop[frm], 1.0) ** a * np.maximum(pop[to], 1.0) ** a)
+        # A stable sort by (source, -weight) keeps the neighbour order among equal weights
+        # (keys come sorted by neighbour within a source): (source, -weight, neighbour).
+        order = np.lexsort((-w, frm))
+        frm, to, w = frm[order], to[order], w[order]
+        starts = np.searchsorted(frm, frm)  # first position of each row's source
+        keep = (np.arange(len(frm)) - starts) < self.n_neighbors
+        return frm[keep], to[keep], w[keep].astype(np.float32)
 
     # -- persistence: the neighbour lists as .npy, parameters as JSON -------------------------
     def params(self) -> dict[str, Any]:
@@ -213,3 +223,49 @@ class CoVisitationSource(SourceBase):
         items[kr[keep], rank[keep]] = self.catalog_.video_ids[kc[keep]]
         scores[kr[keep], rank[keep]] = sums[keep]
         return items, scores
+
+
+def _pair_counts(
+    u: np.ndarray,
+    v: np.ndarray,
+    t: np.ndarray,
+    n: int,
+    max_gap: int,
+    window: float,
+    max_pairs: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The distinct directed co-visit pairs and how often each occurs, from positives sorted by
+    (user, time) (catalog positions ``v``, times ``t`` in ms): yields ``(keys, counts)`` with
+    keys ``i * n + j`` sorted, for consecutive ranges of source videos ``i`` holding about
+    ``max_pairs`` pair occurrences each (more only where one video has more).
+
+    Only one range's pairs are ever materialised (a few int64 per occurrence, for about
+    ``max_pairs`` of them) plus the positions of the co-visits (one int32 per undirected
+    occurrence): counting every pair of a 25M-event log at once was the training run's peak."""
+    lags: list[tuple[int, np.ndarray]] = []
+    per_source = np.zeros(n, np.int64)
+    for lag in range(1, max_gap + 1):
+        same = (u[lag:] == u[:-lag]) & (t[lag:] - t[:-lag] <= window)
+        same &= v[lag:] != v[:-lag]
+        at = np.flatnonzero(same).astype(np.int32 if len(v) < 2**31 else np.int64)
+        if len(at):
+            lags.append((lag, at))
+            per_source += np.bincount(v[at], minlength=n)
+            per_source += np.bincount(v[at + lag], minlength=n)
+    if not lags:
+        return
+    cum = np.cumsum(per_source)
+    # Range ends: the first source video whose cumulative count reaches each multiple.
+    ends = np.unique(np.searchsorted(cum, np.arange(max_pairs, cum[-1], max_pairs), "left") + 1)
+    for lo, hi in zip(np.r_[0, ends], np.r_[ends, n], strict=True):
+        if cum[hi - 1] - (cum[lo - 1] if lo else 0) == 0:
+            continue
+        parts = []
+        for lag, at in lags:
+            a, b = v[at], v[at + lag]
+            fwd = (a >= lo) & (a < hi)
+            bwd = (b >= lo) & (b < hi)
+            parts += [a[fwd].astype(np.int64) * n + b[fwd], b[bwd].astype(np.int64) * n + a[bwd]]
+        keys, counts = np.unique(np.concatenate(parts), return_counts=True)
+        del parts
+        yield keys, counts
