@@ -49,6 +49,9 @@ _CHUNK = 1 << 20  # rows per chunk of request-time features
 #: Stored-feature tasks, longest first at ``large`` (benchmarks/features.py), so that two
 #: workers finish close together.
 _TASK_ORDER = {"video": 0, "user": 1, "user_creator": 2, "creator": 3}
+#: above this many events the entity kinds run one at a time by default: each running kind
+#: holds its own sorted index of the events (about 1 GB per kind at 25M events)
+PARALLEL_MAX_EVENTS = 10_000_000
 
 
 @dataclass
@@ -109,15 +112,20 @@ def _stored_group(
         if len(windows) > 1:
             raise FeatureStoreError(f"feature {f.name!r} reads several windows {windows}")
         by_window.setdefault(next(iter(windows)) if windows else None, []).append(f)
-    prefixes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # Window sums signal by signal: a signal's prefix sums (one float64 per event of the log)
+    # are dropped once its windows are read, so only per-row sums outlive it.
+    sums: dict[str, np.ndarray] = {}
+    for s in dict.fromkeys(s for w in by_window if w is not None for s in counters.get(w, ())):
+        p = asof.prefix(sig.values[s])
+        p_t = asof.at_t(p)
+        for w in by_window:
+            if w is not None and s in counters.get(w, ()):
+                sums[f"{s}_{w}"] = asof.window_sum(p, p_t, WINDOWS[w])
+        del p, p_t
     for w, fs in by_window.items():
         raw = {}
         if w is not None:
-            for s in counters.get(w, ()):
-                if s not in prefixes:
-                    p = asof.prefix(sig.values[s])
-                    prefixes[s] = (p, asof.at_t(p))
-                raw[f"{s}_{w}"] = asof.window_sum(*prefixes[s], WINDOWS[w])
+            raw = {f"{s}_{w}": sums.pop(f"{s}_{w}") for s in counters.get(w, ())}
         else:
             raw.update(_unwindowed_raw(entity, fs, asof, sig, rows, catalog))
         for f in fs:
@@ -205,8 +213,9 @@ def build_training_set(
     ``dataset``) fixes category codes; pass the one the online store uses. ``timings``, if
     given, receives seconds per stage (per entity kind: that kind's own seconds, which overlap
     when kinds run concurrently; ``"stored features"``: their wall time). ``workers`` threads
-    (default: the CPU count) compute the entity kinds concurrently; the result does not
-    depend on it.
+    (default: the CPU count, one above :data:`PARALLEL_MAX_EVENTS` events, where memory
+    matters more than the seconds it saves) compute the entity kinds concurrently; the
+    result does not depend on it.
     """
     t_start = time.perf_counter()
     clock = _Clock(timings)
@@ -258,7 +267,9 @@ def build_training_set(
     # ufuncs, so threads use the cores. The largest kinds go first (the video kind's as-of
     # over every impression is the longest task).
     tasks.sort(key=lambda t: _TASK_ORDER.get(t[1], len(_TASK_ORDER)))
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    if workers is None:
+        workers = 1 if len(sig) > PARALLEL_MAX_EVENTS else (os.cpu_count() or 1)
+    n_workers = max(1, min(workers, len(tasks)))
     groups: dict[str, _Group] = {}
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="mlsd-asof") as pool:
         futures = {key: pool.submit(stored_task, entity, fs, sig) for entity, key, fs in tasks}
