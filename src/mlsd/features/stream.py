@@ -42,6 +42,7 @@ from mlsd.features.memory_store import MemoryStore
 from mlsd.features.registry import STORED_ENTITIES, Feature, FeatureRegistry
 from mlsd.features.signals import HOUR_MS, Catalog, Signals, Vocab, event_signals, timestamps_ms
 from mlsd.features.store import EntityLayout, OnlineStore, Read
+from mlsd.memory import release_memory
 
 __all__ = ["SIGNAL_GRID", "OnlineFeatures", "UpdateStats", "materialize"]
 
@@ -396,6 +397,7 @@ def materialize(
         hi = min(lo + MATERIALIZE_CHUNK, events.num_rows)
         part = events.slice(lo, hi - lo) if order is None else events.take(order[lo:hi])
         online.update_from_events(part, write=False)
+        release_memory()  # the slice's Arrow copies: the pool would keep them
     if at_ms is not None:
         online.advance_to(at_ms, write=False)
     online.flush(everything=True)

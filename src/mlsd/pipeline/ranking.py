@@ -20,6 +20,7 @@ from mlsd.features import (
     feature_matrix,
     materialize,
 )
+from mlsd.memory import release_memory
 from mlsd.pipeline.ndcg import ndcg_by_user, served_rows
 from mlsd.ranking.base import Ranker, RankerKind
 from mlsd.ranking.config import RankerConfig
@@ -81,6 +82,8 @@ class RankingStage:
         video_id, timestamp``) from the offline builder, then their retrieval features."""
         table = build_training_set(ds, rows, registry=self.registry)
         x = np.concatenate([feature_matrix(table, self.feature_names_), retrieval_features], 1)
+        del table
+        release_memory()  # the as-of join's per-event arrays
         return self._hold(x)
 
     def fit(

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from mlsd.data.dataset import Dataset
 from mlsd.errors import ConfigError, MlsdError
+from mlsd.memory import release_memory
 from mlsd.pipeline.data import ids
 from mlsd.retrieval import PAD, History
 from mlsd.retrieval.base import row_keys
@@ -100,6 +101,7 @@ class RetrievalStage:
                 s = copy.deepcopy(proto)
                 s.fit(positives, videos=ds.videos, users=ds.users, now_ms=now_ms, history=history)
             sources.append(s)
+            release_memory()  # the source's fitting temporaries (GBs on a large log)
             if seconds is not None:
                 seconds[0][f"fit_{proto.name}{seconds[1]}"] = time.perf_counter() - t0
         return self.restore(sources, history)

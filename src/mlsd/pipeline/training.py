@@ -17,6 +17,7 @@ from mlsd.data.dataset import Dataset
 from mlsd.data.labels import confidence, has_weights, valid_watch, weights, zero_weight
 from mlsd.errors import DataError
 from mlsd.features.signals import timestamps_ms
+from mlsd.memory import release_memory
 from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import events_of, ids, in_pairs, pair_set
 from mlsd.pipeline.labels import LabelSplit
@@ -123,4 +124,5 @@ def training_rows(
             "ranker training: none of the candidates retrieval proposed at the cut was "
             "watched after it; expected some positives (give a longer log)"
         )
+    release_memory()  # the event-level masks and the candidate lists
     return rows, cf
