@@ -88,10 +88,15 @@ def results_link(name: str) -> str:
 
 def demo(r: Results) -> str:
     d = r.get("demo")
-    rows = ["| model | recall@20 | ndcg@20 |", "|---|---:|---:|"]
+    new = d.get("new_users") or {}
+    rows = ["| model | recall@20 | ndcg@20 |" + (" new users: ndcg@20 |" if new else ""),
+            "|---|---:|---:|" + ("---:|" if new else "")]  # fmt: skip
     for name, m in d["models"].items():
         b = "**" if name == "pipeline" else ""
-        rows.append(f"| {b}{name}{b} | {b}{m['recall@20']:.4f}{b} | {b}{m['ndcg@20']:.4f}{b} |")
+        cells = [f"{b}{name}{b}", f"{b}{m['recall@20']:.4f}{b}", f"{b}{m['ndcg@20']:.4f}{b}"]
+        if new:
+            cells.append(f"{b}{new[name]['ndcg@20']:.4f}{b}" if name in new else "")
+        rows.append("| " + " | ".join(cells) + " |")
     out = "\n".join(rows) + "\n\n"
     cr = d.get("candidate_recall")
     if cr:

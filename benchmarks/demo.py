@@ -34,14 +34,16 @@ from mlsd.systems.video_recommendation.demo import (
 METRICS = ("recall@20", "ndcg@20")
 
 
-def _models(figures: dict[str, float]) -> dict[str, dict[str, float]]:
+def _models(figures: dict[str, float], segment: str = "") -> dict[str, dict[str, float]]:
     """``{"MostPop_recall@20": x, ...}`` as ``{"MostPop": {"recall@20": x, ...}, ...}``, in
-    the order the demo reported them."""
+    the order the demo reported them; ``segment`` (e.g. ``"new"``): that segment's figures,
+    ``MostPop_new_recall@20``."""
     out: dict[str, dict[str, float]] = {}
     for key, value in figures.items():
         for metric in METRICS:
-            if key.endswith(f"_{metric}"):
-                out.setdefault(key[: -len(metric) - 1], {})[metric] = float(value)
+            tail = f"_{segment}_{metric}" if segment else f"_{metric}"
+            if key.endswith(tail) and (segment or not key.endswith(f"_new_{metric}")):
+                out.setdefault(key[: -len(tail)], {})[metric] = float(value)
     return out
 
 
@@ -56,6 +58,7 @@ def measure(out_root: Path, scale: str, seed: int) -> dict[str, Any]:
         "seed": seed,
         "serve": False,
         "models": _models(res.figures),
+        "new_users": _models(res.figures, "new"),
         "skew_mismatches": res.figures.get("skew_mismatches"),
         "seconds": {"total": total, "stages": dict(res.seconds)},
         "load_average_at_start": [round(x, 2) for x in load],

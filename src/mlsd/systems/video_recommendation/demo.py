@@ -255,6 +255,10 @@ def _run_demo(
     for name, row in table.items():
         figs[f"{name}_recall@20"] = row.get("recall@20", float("nan"))
         figs[f"{name}_ndcg@20"] = row.get("ndcg@20", float("nan"))
+    for name, row in run.table("new").items():  # test users without training history
+        if row:
+            figs[f"{name}_new_recall@20"] = row.get("recall@20", float("nan"))
+            figs[f"{name}_new_ndcg@20"] = row.get("ndcg@20", float("nan"))
     # --- Step 6: deployment -----------------------------------------------------------------
     from mlsd.serving.bundle import fingerprint_table, save_bundle
 
