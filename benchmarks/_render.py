@@ -98,6 +98,8 @@ def demo(r: Results) -> str:
             cells.append(f"{b}{new[name]['ndcg@20']:.4f}{b}" if name in new else "")
         rows.append("| " + " | ".join(cells) + " |")
     out = "\n".join(rows) + "\n\n"
+    if new:
+        out += "New users: test users without training history (baselines fall back to MostPop). "
     cr = d.get("candidate_recall")
     if cr:
         out += (
