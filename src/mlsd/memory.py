@@ -1,10 +1,11 @@
 """Give freed memory back to the operating system between the stages of a long job.
 
-Arrow allocates through mimalloc, which keeps freed pages for reuse: after loading a 25M-event
-log, 2.7 GB of the process's 4.8 GB resident memory were such pages (1.9 GB of live tables).
-glibc keeps freed small blocks of NumPy's temporaries in its heap the same way. Neither is a
-leak, but both count in the peak resident memory a training job is held to, and a later stage
-that allocates through the other allocator cannot reuse them.
+Arrow allocates through mimalloc, which keeps freed pages for reuse: after a large log is
+loaded and validated, most of the process's resident memory can be such pages rather than live
+tables (docs/benchmarks.md, "Training at scale"). glibc keeps freed small blocks of NumPy's
+temporaries in its heap the same way. Neither is a leak, but both count in the peak resident
+memory a training job is held to, and a later stage that allocates through the other
+allocator cannot reuse them.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def load_dataset(
     files = {k: str(f) for k, f in found.items()}
     ds = from_tables(raw, files, repair=repair, csv={k: is_csv(f) for k, f in found.items()})
     del raw
-    release_memory()  # validation's temporaries: 2.7 GB kept by the pool for a 25M-event log
+    release_memory()  # validation's temporaries, which Arrow's pool would otherwise keep
     mf = Path(path) / "manifest.json"
     if Path(path).is_dir() and mf.exists():
         try:

@@ -50,7 +50,7 @@ _CHUNK = 1 << 20  # rows per chunk of request-time features
 #: workers finish close together.
 _TASK_ORDER = {"video": 0, "user": 1, "user_creator": 2, "creator": 3}
 #: above this many events the entity kinds run one at a time by default: each running kind
-#: holds its own sorted index of the events (about 1 GB per kind at 25M events)
+#: holds its own sorted index of the events (several int64 per event)
 PARALLEL_MAX_EVENTS = 10_000_000
 
 

@@ -33,7 +33,7 @@ from mlsd.retrieval.history import History
 __all__ = ["CoVisitationSource"]
 
 HOUR_MS = 3_600_000
-#: pair occurrences counted at once (see _pair_counts; 16M: about 0.5 GB of temporaries)
+#: pair occurrences counted at once (see _pair_counts): a few int64 each in temporaries
 _RANGE_PAIRS = 1 << 24
 _FORMAT = 1
 
@@ -241,7 +241,7 @@ def _pair_counts(
 
     Only one range's pairs are ever materialised (a few int64 per occurrence, for about
     ``max_pairs`` of them) plus the positions of the co-visits (one int32 per undirected
-    occurrence): counting every pair of a 25M-event log at once was the training run's peak."""
+    occurrence), so memory is bounded however many pairs a large log has."""
     lags: list[tuple[int, np.ndarray]] = []
     per_source = np.zeros(n, np.int64)
     for lag in range(1, max_gap + 1):
