@@ -123,7 +123,7 @@ def test_pair_keys_of_any_range_and_repeats_in_one_put(store: OnlineStore) -> No
 
 def test_pair_reads_agree_with_a_reference_through_interleaved_writes() -> None:
     # MemoryStore answers pair reads from a sorted index built at the first read plus an
-    # overlay of the pairs written since (dropped and rebuilt once it grows): whatever the
+    # overlay of the pairs written since (merged into it once it grows): whatever the
     # interleaving of writes and reads, a read must see exactly the last record written
     store = MemoryStore()
     lay = _define(store)["user_creator"]
@@ -146,6 +146,46 @@ def test_pair_reads_agree_with_a_reference_through_interleaved_writes() -> None:
             got = store.get("user_creator", asked, feats)
             want = np.stack([ref.get((u, c), lay.defaults) for u, c in asked.tolist()])
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_full_pair_overlay_is_merged_by_the_write_not_rebuilt_by_a_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The request path must not pay for the writes: once the overlay of new pairs fills, the
+    # write merges it into the sorted index (before, the index was dropped and the next read
+    # rebuilt it from the whole dict, a 100+ ms stall on small). A read that would rebuild
+    # (np.fromiter over the dict) fails here.
+    from mlsd.features import memory_store
+
+    monkeypatch.setattr(memory_store, "_PAIR_OVERLAY_MAX", 50)
+    store = MemoryStore()
+    lay = _define(store)["user_creator"]
+    feats = list(lay.features)
+    rng = np.random.default_rng(0)
+    bulk = np.stack([np.repeat(np.arange(100), 20), np.tile(np.arange(20), 100)], 1)
+    store.put("user_creator", bulk, _records(lay, len(bulk)))
+    ref = {tuple(k): v for k, v in zip(bulk.tolist(), _records(lay, len(bulk)), strict=True)}
+    for step in range(10):  # 30 new pairs a write: the overlay overflows every other write
+        keys = np.stack([rng.integers(0, 120, 30), 1000 + step * 30 + np.arange(30)], 1)
+        vals = _records(lay, 30, seed=step + 1)
+        store.put("user_creator", keys, vals)
+        ref.update({tuple(k): v for k, v in zip(keys.tolist(), vals, strict=True)})
+    assert store._pair_index is not None
+    assert len(store._pair_new) <= 50
+    real_fromiter = np.fromiter
+
+    def no_dict_walk(it: object, *a: object, **kw: object) -> np.ndarray:
+        raise AssertionError("a read rebuilt the pair index")
+
+    monkeypatch.setattr(memory_store.np, "fromiter", no_dict_walk)
+    try:
+        for u in range(120):
+            asked = np.array([k for k in ref if k[0] == u] + [[u, 5000]])
+            got = store.get("user_creator", asked, feats)
+            want = np.stack([ref.get(tuple(k), lay.defaults) for k in asked.tolist()])
+            np.testing.assert_array_equal(got, want)
+    finally:
+        monkeypatch.setattr(memory_store.np, "fromiter", real_fromiter)
 
 
 def test_get_many_reads_several_entities_at_once(store: OnlineStore) -> None:

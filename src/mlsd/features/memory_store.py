@@ -20,6 +20,9 @@ __all__ = ["MemoryStore"]
 # Single-integer keys below this get a direct-address row table (int32, at most 32 MiB per
 # entity) besides the dict, so that a read of 500 keys is one vectorised gather.
 _DENSE_MAX_KEY = 1 << 23
+# Pairs written since the sorted pair index was built are looked up in a dict overlay; past
+# this many they are merged into the index (see MemoryStore._note_new_pairs).
+_PAIR_OVERLAY_MAX = 4096
 
 
 def _packable(pairs: np.ndarray) -> np.ndarray:
@@ -35,9 +38,9 @@ class MemoryStore(LayoutsMixin):
     key -> row array, so ``get`` of 1 + 500 keys is a few vectorised gathers. (user, creator)
     pairs keep a sorted array of packed keys (``user << 32 | creator``) besides the dict, built
     at the first (bulk) write, else at the first read, and extended by a small overlay of the
-    pairs written since, so that a request's 500 pairs of one user are two binary searches and
-    a gather, not 500 dict lookups. Not shared between processes; not thread-safe for
-    concurrent writers.
+    pairs written since (merged into it by the write that fills it), so that a request's 500
+    pairs of one user are two binary searches and a gather, not 500 dict lookups. Not shared
+    between processes; not thread-safe for concurrent writers.
     """
 
     def __init__(self) -> None:
@@ -82,8 +85,10 @@ class MemoryStore(LayoutsMixin):
         self._pair_new_users = set()
 
     def _note_new_pairs(self, keys: list[object]) -> None:
-        """Pairs just added to the dict: into the overlay while the sorted index exists (it is
-        dropped, to be rebuilt at the next read, once the overlay outgrows 1/8 of it)."""
+        """Pairs just added to the dict: into the overlay while the sorted index exists; once
+        the overlay outgrows :data:`_PAIR_OVERLAY_MAX` it is merged into the index here, by the
+        writer. (Dropping the index instead left its rebuild, a walk of the whole dict, to the
+        next read: a request stalled for over 100 ms on ``small``.)"""
         if self._pair_index is None:
             return
         rows = self._rows["user_creator"]
@@ -91,8 +96,21 @@ class MemoryStore(LayoutsMixin):
             if isinstance(key, int):
                 self._pair_new[key] = rows[key]
                 self._pair_new_users.add(key >> 32)
-        if len(self._pair_new) > max(4096, len(self._pair_index[0]) // 8):
-            self._forget_pair_index()
+        if len(self._pair_new) > _PAIR_OVERLAY_MAX:
+            self._merge_pair_overlay()
+
+    def _merge_pair_overlay(self) -> None:
+        """Insert the overlay's keys into the sorted index (a linear copy: the overlay's keys
+        are new, so none is in the index yet) and empty the overlay."""
+        assert self._pair_index is not None
+        sk, sr = self._pair_index
+        nk = np.fromiter(self._pair_new.keys(), np.int64, len(self._pair_new))
+        nr = np.fromiter(self._pair_new.values(), np.int64, len(self._pair_new))
+        order = np.argsort(nk)
+        nk, nr = nk[order], nr[order]
+        at = np.searchsorted(sk, nk)
+        self._pair_index = (np.insert(sk, at, nk), np.insert(sr, at, nr))
+        self._pair_new, self._pair_new_users = {}, set()
 
     def _index_pairs(self, keys: np.ndarray, idx: np.ndarray) -> None:
         """Build the sorted pair index from the first (bulk) write, vectorised: built at the
