@@ -207,6 +207,36 @@ def test_streams_keep_their_own_rates_and_capture_replies() -> None:
     assert np.isfinite(f.latency_s).all() and (f.attempts == 1).all()
 
 
+def test_warm_connections_of_each_stream_reach_every_worker() -> None:
+    # the fake server, like mlsd serve's supervisor, hands connections to its two workers in
+    # turn: each stream's warm connections must be split between them, not one stream's all
+    # to one worker (what opening the streams' connections concurrently did)
+    async def go() -> dict[str, list[str | None]]:
+        fake = FakeIngest(set())
+        await fake.start()
+        seen: dict[str, list[str | None]] = {"a": [], "b": []}
+        streams = [
+            Stream(
+                name,
+                [h.recommendation_request("127.0.0.1", fake.port, u) for u in range(40)],
+                400.0,
+                warm_connections=4,
+                max_connections=4,
+                on_reply=lambda i, r, name=name: seen[name].append(h.served_by(r)),
+            )
+            for name in ("a", "b")
+        ]
+        await drive_streams("127.0.0.1", fake.port, streams)
+        assert fake.server is not None
+        fake.server.close()
+        return seen
+
+    seen = asyncio.run(go())
+    for name, workers in seen.items():
+        assert len(workers) == 40, name
+        assert 10 <= workers.count("1000") <= 30, (name, workers.count("1000"))
+
+
 def test_writes_are_retried_across_a_crash_until_acknowledged() -> None:
     """The kill9 write path: requests whose answer was lost after they were stored, and those
     sent while the server is down, are retried with the same key; in the end every request is

@@ -268,7 +268,8 @@ async def drive_streams(
 ) -> dict[str, StreamRun]:
     """Drive ``streams`` concurrently in the running loop until every request is finished.
 
-    ``start`` is the common zero on the ``time.perf_counter`` clock (default: 10 ms from now),
+    ``start`` is the common zero on the ``time.perf_counter`` clock (default: 10 ms after each
+    stream's ``warm_connections`` are open; they are opened stream after stream),
     so that a caller's side tasks (a fault injected at t = 5 s) share the schedule's clock.
     Stream names must be unique; a rate must be positive.
     """
@@ -331,11 +332,7 @@ async def drive_streams(
             np.zeros(n, dtype=np.int16),
         )
         runs[s.name] = run
-        pool = None if s.fresh_connections else _Pool(host, port, s.max_connections)
-        if pool is not None and s.warm_connections:
-            warm = [await pool.get() for _ in range(min(s.warm_connections, s.max_connections))]
-            for conn in warm:
-                await pool.put(conn)
+        pool = pools[s.name]
         mine: set[asyncio.Task[None]] = set()
         for i in range(n):
             due = t0 + float(run.due_s[i])
@@ -353,6 +350,19 @@ async def drive_streams(
             run.peak_connections = pool.peak
             pool.close()
 
+    # Warm connections are opened stream after stream, before the clock starts: opened
+    # concurrently they interleave, and a server that hands connections to its workers in turn
+    # (mlsd serve's pre-fork supervisor) would give one stream's every connection to one worker.
+    pools: dict[str, _Pool | None] = {}
+    for s in streams:
+        pool = None if s.fresh_connections else _Pool(host, port, s.max_connections)
+        if pool is not None and s.warm_connections:
+            warm = [await pool.get() for _ in range(min(s.warm_connections, s.max_connections))]
+            for conn in warm:
+                await pool.put(conn)
+        pools[s.name] = pool
+    if start is None:
+        t0 = now() + 0.01
     await asyncio.gather(*(schedule(s) for s in streams))
     return runs
 

@@ -41,8 +41,8 @@ so copy, every object's header). This is gunicorn's ``--preload`` design.
   it replaces) in ``MLSD_WORKER_SLOT`` and its pid in ``MLSD_WORKER_PID`` (see
   :func:`worker_slot`): to run a periodic job in one worker only, say. During a reload an old
   and a new worker hold the same slot until the old one exits.
-- Each worker's online state is its own: with the embedded ``memory`` store an event sent to
-  one worker is not seen by the others (use ``--online-store redis://...`` to share features).
+- Each worker keeps its own online state, brought up to date by tailing the one durable event
+  log (:mod:`.ingest`): an event written through any worker reaches every worker's state.
 - On Linux a worker gets SIGTERM if the supervisor dies (``PR_SET_PDEATHSIG``), and a worker
   whose supervisor is gone (its hand-off socket closed) stops too.
 """
