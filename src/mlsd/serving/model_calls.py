@@ -19,12 +19,16 @@ T = TypeVar("T")
 
 
 def single_threaded_kernels() -> None:
-    """One thread for FAISS, torch and OpenMP kernels (LightGBM's too) in the calling thread:
-    OpenMP's thread count is per thread, so the service calls this in each model thread.
+    """One thread for FAISS, torch and OpenMP kernels (LightGBM's too) in the calling thread,
+    and for BLAS in the whole process: OpenMP's thread count is per thread, so the service
+    calls this in every thread that runs model code (model threads, the event tailer, the
+    event loop with ``threads=0``); BLAS's is per process.
 
     Why: a request is one query, whose kernels are too small to split; parallelism comes from
     request threads and worker processes instead, and extra kernel threads only spin, taking
-    CPU from the other requests. (BLAS is left alone: its limit is process-wide.)
+    CPU from the other requests. NumPy's OpenBLAS was the worst: its second thread busy-waits
+    for work after each small product, over half a core per worker under a steady load.
+    Only for serving processes: training wants every core.
     """
     import faiss
     import torch
@@ -33,6 +37,7 @@ def single_threaded_kernels() -> None:
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
     threadpool_limits(1, user_api="openmp")  # this thread (OpenMP counts are per thread)
+    threadpool_limits(1, user_api="blas")  # the process
 
 
 class ModelCalls:

@@ -90,6 +90,29 @@ def test_tailer_applies_other_processes_appends_in_log_order_in_chunks() -> None
         t.stop()
 
 
+def test_the_tailer_runs_kernels_on_one_thread() -> None:
+    # the tailer's applies and candidate refreshes call FAISS (OpenMP); OpenMP counts are per
+    # thread, so the tailer must set its own to 1, else a spinning second OpenMP thread takes
+    # a core's worth of CPU from the requests
+    import faiss
+
+    seen: list[int] = []
+
+    class Counting(Recording):
+        def refresh_candidates(self, limit: int = 64) -> int:
+            seen.append(faiss.omp_get_max_threads())
+            return 0
+
+    # (a new thread starts from OpenMP's default, one thread per core: on one core this test
+    # cannot tell, on two or more it can)
+    t = Tailer(MemoryEventLog(), ModelHolder(Counting()), None, poll_s=0.01).start()  # type: ignore[arg-type]
+    try:
+        assert until(lambda: len(seen) >= 2)
+    finally:
+        t.stop()
+    assert set(seen) == {1}
+
+
 def test_replay_resumes_from_the_newest_snapshot_of_the_same_version(tmp_path: Path) -> None:
     log = MemoryEventLog()
     log.append([[rec(i) for i in range(10)]])

@@ -35,6 +35,7 @@ from mlsd.pipeline.servable import Servable
 from mlsd.serving.ids import encode_records, id_maps
 from mlsd.serving.ingest.log import EventLogBackend, LogUnavailable, Position
 from mlsd.serving.ingest.records import records_table
+from mlsd.serving.model_calls import single_threaded_kernels
 from mlsd.serving.service import ModelHolder
 
 log = logging.getLogger("mlsd.serving")
@@ -298,6 +299,9 @@ class Tailer:
 
     # --------------------------------------------------------------------- loop --
     def _run(self) -> None:
+        # OpenMP counts are per thread: without this, the retrievals of refresh_candidates ran
+        # FAISS with a second OpenMP thread whose spin-waits took over half a core per worker
+        single_threaded_kernels()
         self._resume_from_snapshot()
         next_check = 0.0
         while not self._stop.is_set():
