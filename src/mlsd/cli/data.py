@@ -4,7 +4,7 @@ summarise datasets. Each command delegates to :mod:`mlsd.data`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,7 @@ from mlsd.cli._common import (
     progress,
     user_errors,
 )
+from mlsd.errors import DataError
 
 data_app = typer.Typer(
     rich_markup_mode="markdown",
@@ -45,21 +46,61 @@ def simulate(
     days: Annotated[int | None, typer.Option(help="Override the number of simulated days.")] = None,
     users: Annotated[int | None, typer.Option(help="Override the number of users.")] = None,
     videos: Annotated[int | None, typer.Option(help="Override the number of videos.")] = None,
+    continue_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--continue",
+            help="Continue the simulated world in this directory for --days more days (same "
+            "users, creators and videos, new uploads; tastes keep drifting). OUT gets the new "
+            "days' events and the whole world's entity tables.",
+        ),
+    ] = None,
 ) -> None:
     """Simulate a video platform: users, creators, videos and an event log.
 
     Writes users/creators/videos/events Parquet files and a manifest.json to OUT. Deterministic:
-    the same scale and seed give byte-identical files.
+    the same scale and seed give byte-identical files. With ``--continue DIR --days N`` the
+    world of DIR goes on for N more days (``mlsd simulate --continue data/sim --days 7 --out
+    data/sim-week5``); a continued directory can be continued again.
     """
     from mlsd.config import SimulationConfig
     from mlsd.data.simulate import simulate as run_sim
 
+    if continue_from is not None:
+        _continue(continue_from, days, out)
+        return
     overrides = {k: v for k, v in {"days": days, "n_users": users, "n_videos": videos}.items() if v}
     cfg = SimulationConfig.for_scale(scale, seed=seed, **overrides)
     with progress() as bar:
         ds = run_sim(cfg, progress=bar)
     ds.write(out, manifest=ds.meta)
-    t = Table(title=f"simulated '{scale}' platform (seed {seed}) -> {out}")
+    _print_counts(ds, f"simulated '{scale}' platform (seed {seed}) -> {out}")
+
+
+def _continue(source: Path, days: int | None, out: Path) -> None:
+    import json
+
+    from mlsd.data.simulate.continuation import continue_world
+
+    if days is None:
+        raise DataError("--continue needs --days N: how many more days to simulate")
+    mf = source / "manifest.json"
+    if not mf.is_file():
+        raise DataError(f"{mf}: not found; --continue expects a directory mlsd simulate wrote")
+    if out.resolve() == source.resolve():
+        raise DataError(f"--out {out}: the same as --continue; write the new days elsewhere")
+    try:
+        meta = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{mf}: not valid JSON ({e}); expected a dataset manifest") from e
+    with progress() as bar:
+        ds = continue_world(meta, days, progress=bar)
+    ds.write(out, manifest=ds.meta)
+    _print_counts(ds, f"{source} continued for {days} days -> {out}")
+
+
+def _print_counts(ds: Any, title: str) -> None:
+    t = Table(title=title)
     t.add_column("table")
     t.add_column("rows", justify="right")
     for k, tab in ds.tables().items():

@@ -34,7 +34,17 @@ from mlsd.data.simulate.world import (
     build_world,
 )
 
-__all__ = ["LoggingPolicy", "ResponseModel", "Responses", "World", "build_world", "simulate"]
+__all__ = [
+    "LoggingPolicy",
+    "ResponseModel",
+    "Responses",
+    "World",
+    "build_world",
+    "entity_tables",
+    "events_by_type",
+    "simulate",
+    "simulate_window",
+]
 
 _CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
 
@@ -164,12 +174,53 @@ def simulate(cfg: SimulationConfig, progress: Any | None = None) -> Dataset:
     wall-clock time so that written files are byte-identical across runs.
     """
     world = build_world(cfg)
+    events, n_requests = simulate_window(world, seed_key=(cfg.seed,), progress=progress)
+    users_t, creators_t, videos_t = _entity_tables(world)
+    meta = {
+        "source": "simulated",
+        "mlsd_version": __version__,
+        "config": cfg.model_dump(),
+        "window": {"start_ms": world.start_ms, "end_ms": world.end_ms},
+        "rows": {"users": users_t.num_rows, "creators": creators_t.num_rows,
+                 "videos": videos_t.num_rows, "events": events.num_rows,
+                 "requests": n_requests},
+        "events_by_type": events_by_type(events),
+    }  # fmt: skip
+    return Dataset(events=events, videos=videos_t, users=users_t, creators=creators_t, meta=meta)
+
+
+def events_by_type(events: pa.Table) -> dict[str, int]:
+    """Event counts per type (every type listed, zeros included)."""
+    col = events.column("event_type").combine_chunks()
+    if pa.types.is_dictionary(col.type):
+        col = col.dictionary_decode()
+    counts = pc.value_counts(col)
+    found = {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
+    return {name: found.get(name, 0) for name in _CODE}
+
+
+def simulate_window(
+    world: World,
+    *,
+    seed_key: tuple[int, ...],
+    first_request_id: int = 1,
+    progress: Any | None = None,
+) -> tuple[pa.Table, int]:
+    """The events of ``world``'s window ``[start_ms, end_ms)``: requests, the logging policy's
+    slates and the users' responses, sorted by time; returns (events, number of requests).
+
+    ``seed_key`` seeds every draw (``(seed,)`` for a fresh world; a continuation adds its
+    index, so that its days are not a replay of the first window's); request ids start at
+    ``first_request_id``.
+    """
+    cfg = world.cfg
     response = ResponseModel(world)
     policy = LoggingPolicy(world, response)
-    ss = np.random.SeedSequence([cfg.seed, 0xE7E])
+    # the fresh world's keys are kept as they were: the same seed gives the same files
+    ss = np.random.SeedSequence([*seed_key, 0xE7E])
     (req_rng,) = (np.random.default_rng(s) for s in ss.spawn(1))
     users, t, surface, device = _requests(world, req_rng)
-    req_id = np.arange(1, len(users) + 1, dtype=np.int64)
+    req_id = np.arange(first_request_id, first_request_id + len(users), dtype=np.int64)
     n_chunks = max(1, -(-len(users) // cfg.chunk_requests))
     task = progress.add_task("simulating requests", total=n_chunks) if progress else None
     parts: list[dict[str, np.ndarray]] = []
@@ -177,7 +228,7 @@ def simulate(cfg: SimulationConfig, progress: Any | None = None) -> Dataset:
     with ctx:
         for i in range(n_chunks):
             sl = slice(i * cfg.chunk_requests, (i + 1) * cfg.chunk_requests)
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xC4, i]))
+            rng = np.random.default_rng(np.random.SeedSequence([*seed_key, 0xC4, i]))
             vids, _src = policy.slates(users[sl], t[sl], cfg.slate_size, rng)
             resp = response.respond(users[sl], t[sl], vids, rng)
             parts.append(
@@ -199,19 +250,12 @@ def simulate(cfg: SimulationConfig, progress: Any | None = None) -> Dataset:
          pa.nulls(len(order), pa.float32()), pa.nulls(len(order), pa.float32())],
         schema=EVENTS,
     )  # fmt: skip
-    users_t, creators_t, videos_t = _entity_tables(world)
-    counts = {name: int((cols["e"] == code).sum()) for name, code in _CODE.items()}
-    meta = {
-        "source": "simulated",
-        "mlsd_version": __version__,
-        "config": cfg.model_dump(),
-        "window": {"start_ms": world.start_ms, "end_ms": world.end_ms},
-        "rows": {"users": users_t.num_rows, "creators": creators_t.num_rows,
-                 "videos": videos_t.num_rows, "events": events.num_rows,
-                 "requests": len(users)},
-        "events_by_type": counts,
-    }  # fmt: skip
-    return Dataset(events=events, videos=videos_t, users=users_t, creators=creators_t, meta=meta)
+    return events, len(users)
+
+
+def entity_tables(world: World) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The (users, creators, videos) tables of ``world``, in the mlsd schema."""
+    return _entity_tables(world)
 
 
 class _Null:
