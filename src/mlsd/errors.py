@@ -162,3 +162,8 @@ class LogUnavailable(MlsdError):
     Nothing of the call that raised it was acknowledged; the caller may retry it as a whole
     (records already stored are then reported as duplicates, not stored twice).
     """
+
+
+class RegistryError(MlsdError):
+    """The model registry cannot do what was asked: an unknown model, version or alias, no
+    previous champion to roll back to, or a registry that cannot be reached."""

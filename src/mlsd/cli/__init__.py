@@ -16,6 +16,8 @@ from mlsd.cli.demo import demo
 from mlsd.cli.evaluate import evaluate_app
 from mlsd.cli.features import features_app
 from mlsd.cli.models import recommend, train
+from mlsd.cli.registry import models_app
+from mlsd.cli.retrain import retrain
 from mlsd.cli.serve import bench_app, serve
 
 __all__ = ["app"]
@@ -34,7 +36,9 @@ app.command("recommend")(recommend)
 app.command("demo")(demo)
 app.command("serve")(serve)
 app.command("simulate")(simulate)
+app.command("retrain")(retrain)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")

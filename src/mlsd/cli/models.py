@@ -71,12 +71,29 @@ def train(
     time_col: TimeColOpt = None,
     weight_col: WeightColOpt = None,
     rating_col: RatingColOpt = None,
+    register: Annotated[
+        str | None,
+        typer.Option(
+            "--register",
+            help="Register the bundle in the model registry under this name (the first "
+            "version of a name becomes its champion).",
+        ),
+    ] = None,
+    registry_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-uri",
+            envvar="MLSD_REGISTRY_URI",
+            help="MLflow tracking URI of the registry (default: ./mlsd-registry, SQLite).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the two-stage recommender on an event log and write a model bundle.
 
     Retrieval (two-tower, co-visitation, popular sources), the ranker (``--ranker``) and the
     rule chain are trained and saved with a manifest (version, data fingerprint, config,
-    metrics).
+    metrics); ``--register NAME`` also stores it as a new version in the registry.
     """
     from mlsd.pipeline import PipelineConfig, Recommender
     from mlsd.ranking import RANKER_KINDS
@@ -118,6 +135,19 @@ def train(
         t.add_row(f"ranker {obj} valid AUC", f"{m.get('valid_auc', float('nan')):.3f}")
     t.add_row("training time", f"{rec.stats.seconds.get('total', 0):.1f} s")
     console.print(t)
+    if register:
+        _register(path, register, registry_uri)
+
+
+def _register(path: Path, name: str, uri: str | None) -> None:
+    from mlsd.registry import Registry
+
+    reg = Registry(uri)
+    v = reg.register(path, name)
+    console.print(f"registered {name} v{v.version} ({v.model_version}) in {reg.uri}")
+    if reg.alias(name, "champion") is None:
+        reg.promote(name, v.version, reason="first version")
+        console.print(f"{name} v{v.version} is the champion (the first version)")
 
 
 @user_errors
