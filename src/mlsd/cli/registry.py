@@ -7,6 +7,7 @@ either, the embedded registry in ``./mlsd-registry`` (SQLite, no server).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -53,6 +54,25 @@ def _gates_text(v: Any) -> str:
         return "-"
     failed = [k for k, g in (v.gates or {}).items() if isinstance(g, dict) and not g.get("passed")]
     return "passed" if v.gates_passed else "failed: " + ", ".join(failed)
+
+
+@models_app.command("register")
+@user_errors
+def models_register(
+    name: NameArg,
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory (mlsd train --out).")],
+    champion: Annotated[
+        bool, typer.Option(help="Make it the champion (default: when the name has none).")
+    ] = False,
+    registry_uri: RegistryUriOpt = None,
+) -> None:
+    """Register an existing bundle as a new version (the same bundle twice: one version)."""
+    reg = _registry(registry_uri)
+    v = reg.register(bundle, name)
+    console.print(f"registered {name} v{v.version} ({v.model_version}) in {reg.uri}")
+    if champion or reg.alias(name, "champion") is None:
+        reg.promote(name, v.version, reason="registered as champion")
+        console.print(f"{name} v{v.version} is the champion")
 
 
 @models_app.command("list")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,16 @@ bench_app = typer.Typer(
 
 ModelOpt = Annotated[
     Path, typer.Option("--model", "-m", help="Model bundle directory (see mlsd.serving.bundle).")
+]
+ServeModelOpt = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model bundle directory, or a registry model: models:/NAME@ALIAS (followed: the "
+        "service swaps to the version the alias moves to, without downtime) or "
+        "models:/NAME/VERSION.",
+    ),
 ]
 WorkersOpt = Annotated[
     int,
@@ -42,7 +52,7 @@ ThreadsOpt = Annotated[
 
 @user_errors
 def serve(
-    model: ModelOpt,
+    model: ServeModelOpt,
     online_store: Annotated[
         str, typer.Option(help="'memory' (embedded) or redis://HOST:PORT/DB.")
     ] = "memory",
@@ -117,13 +127,34 @@ def serve(
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request (costs latency).")] = False,
+    registry_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-uri",
+            envvar="MLSD_REGISTRY_URI",
+            show_default=False,
+            help="MLflow tracking URI of the registry, for --model models:/... (default: "
+            "./mlsd-registry).",
+        ),
+    ] = None,
+    follow_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between looks at the registry alias (--model models:/...)."),
+    ] = 2.0,
 ) -> None:
     """Serve a model bundle over HTTP until interrupted (OpenAPI docs at /docs).
 
-    The bundle is verified and loaded first: a bad one exits 2 with a one-line message.
+    The bundle is verified and loaded first: a bad one exits 2 with a one-line message. With
+    ``--model models:/NAME@champion`` the alias is resolved in the registry and followed:
+    `mlsd models promote` or `rollback` makes the service reload (as SIGHUP does), and the
+    model it served before stays in memory so that a rollback to it is immediate.
     """
     from mlsd.serving.server import ServeSettings, run
 
+    follower = None
+    if str(model).startswith("models:"):
+        follower = _follow(str(model), registry_uri, follow_interval)
+        model = follower.link
     settings = ServeSettings(
         model_dir=model,
         online_store=online_store,
@@ -144,6 +175,11 @@ def serve(
         if api_key is None:
             err_console.print("note: no API key; write endpoints answer 403", markup=False)
 
+    if follower is not None:
+        import os
+        import signal
+
+        follower.start(lambda new: os.kill(os.getpid(), signal.SIGHUP))
     run(
         settings,
         host=host,
@@ -151,7 +187,24 @@ def serve(
         log_level=log_level,
         access_log=access_log,
         on_ready=ready,
+        supervised=follower is not None,
+        keep_previous=follower is not None,
     )
+
+
+def _follow(uri: str, registry_uri: str | None, interval_s: float) -> Any:
+    from mlsd.registry import Registry
+    from mlsd.registry.follow import AliasFollower
+
+    follower = AliasFollower(Registry(registry_uri), uri, interval_s=interval_s)
+    follower.resolve()
+    v = follower.current
+    assert v is not None
+    err_console.print(
+        f"{uri}: v{v.version} ({v.model_version}); following the registry every {interval_s:g} s",
+        markup=False,
+    )
+    return follower
 
 
 @bench_app.command("serve")

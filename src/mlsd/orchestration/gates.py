@@ -4,7 +4,7 @@ Each gate gives ``{"passed", "value", "limit", "detail"}``; the challenger may b
 when every gate passed. Gates (``GateConfig``): NDCG@20 non-inferiority on the latest holdout
 and on the backtest windows' mean (relative margin); the skew check (offline vs online
 feature values at sampled impressions of the run's data); the in-process latency of one
-request through every stage (p99); the bundle's size, absolute and relative to the champion's.
+request through every stage (p99), the model prepared as ``mlsd serve`` prepares it; the bundle's size, absolute and relative to the champion's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mlsd.orchestration.model_steps import K, bundle_mb
 from mlsd.orchestration.run import Run
 from mlsd.pipeline import RequestCtx
 from mlsd.serving.bundle import load_bundle
+from mlsd.serving.server import prepare
 
 __all__ = ["gates", "promote", "register"]
 
@@ -58,7 +59,8 @@ def _ndcg_gates(run: Run) -> dict[str, dict[str, Any]]:
 
 def _latency(run: Run) -> dict[str, Any]:
     g = run.cfg.gates
-    model = load_bundle(run.results["train"]["bundle"])
+    # as the service would run it: compiled ranker, candidates retrieved ahead for known users
+    model = prepare(load_bundle(run.results["train"]["bundle"]))
     ds = load_dataset(dataset_path(run))
     users = np.unique(ds.events.column("user_id").to_numpy())
     rng = np.random.default_rng(run.cfg.seed)

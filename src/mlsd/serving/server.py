@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -192,11 +193,17 @@ def run(
     log_level: str = "info",
     access_log: bool = False,
     on_ready: Any = None,
+    supervised: bool = False,
+    keep_previous: bool = False,
 ) -> None:
     """Load (or, with several workers, verify) the bundle, then serve until interrupted.
 
     A bad bundle raises :class:`~mlsd.serving.bundle.BundleError` before any socket is opened.
     ``on_ready(description)`` is called once the model is loaded, before uvicorn starts.
+    ``supervised``: run even one worker under the pre-fork supervisor, so that SIGHUP reloads
+    it (what serving a registry alias needs). ``keep_previous``: the supervisor keeps the model
+    it served before a reload in memory, so that a reload back to that bundle (a rollback)
+    forks workers from it at once instead of loading it again.
     """
     import uvicorn
 
@@ -215,7 +222,7 @@ def run(
         # header size limit (431) and the header timeout of idle new connections
         **uvicorn_options(),
     }
-    if settings.workers == 1:
+    if settings.workers == 1 and not (supervised and prefork.available()):
         app = build_app(settings)
         model = app.state.service.holder.get()
         if settings.event_log is None:
@@ -225,7 +232,7 @@ def run(
         uvicorn.run(app, **common)
         return
     if prefork.available():
-        _run_preforked(settings, common, on_ready)
+        _run_preforked(settings, common, on_ready, keep_previous=keep_previous)
         return
     manifest = verify_bundle(settings.model_dir)
     if on_ready is not None:
@@ -244,7 +251,9 @@ def run(
         raise
 
 
-def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: Any) -> None:
+def _run_preforked(
+    settings: ServeSettings, common: dict[str, Any], on_ready: Any, *, keep_previous: bool = False
+) -> None:
     """Load once, fork ``settings.workers`` uvicorn servers on the port (see :mod:`.prefork`);
     returns when they have all stopped."""
     import uvicorn
@@ -259,11 +268,25 @@ def _run_preforked(settings: ServeSettings, common: dict[str, Any], on_ready: An
         )
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
 
+    kept: OrderedDict[str, Replayed] = OrderedDict()  # bundle path -> model, last used last
+
     def load() -> Replayed:
         # OpenMP thread counts are per thread, and a SIGHUP's load runs on the supervisor's
         # loader thread: keep it to one there too (no OpenMP pool in the process workers fork)
         single_threaded_kernels()
-        return load_replayed(settings)
+        key = os.path.realpath(settings.model_dir)
+        if key in kept:
+            # the supervisor's copy was never served from (workers have their own): its state
+            # is the one loaded; the new workers' tailers replay the log from its position
+            kept.move_to_end(key)
+            _say(f"{key}: the model served before is still in memory; forking from it")
+            return kept[key]
+        loaded = load_replayed(settings)
+        if keep_previous:
+            kept[key] = loaded
+            while len(kept) > 2:  # the one serving and the one before it
+                kept.popitem(last=False)
+        return loaded
 
     def serve(model: Any, channel: Any) -> None:
         app = build_app(settings, model=model)  # /admin/reload refused: several workers
