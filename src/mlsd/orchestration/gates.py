@@ -4,7 +4,8 @@ Each gate gives ``{"passed", "value", "limit", "detail"}``; the challenger may b
 when every gate passed. Gates (``GateConfig``): NDCG@20 non-inferiority on the latest holdout
 and on the backtest windows' mean (relative margin); the skew check (offline vs online
 feature values at sampled impressions of the run's data); the in-process latency of one
-request through every stage (p99), the model prepared as ``mlsd serve`` prepares it; the bundle's size, absolute and relative to the champion's.
+request through every stage (p99), the model prepared as ``mlsd serve`` prepares it;
+the bundle's size, absolute and relative to the champion's.
 """
 
 from __future__ import annotations
