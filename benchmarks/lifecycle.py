@@ -1,6 +1,14 @@
 """Model lifecycle benchmark (issue 18): rollback under load through the registry.
 
+    python benchmarks/lifecycle.py retrain --bundle-a V1 --data DATA
     python benchmarks/lifecycle.py rollback --bundle-a V1 [--bundle-b V2]
+
+``retrain``: a fresh registry gets V1 (trained on DATA, a simulated world) as champion; the
+world is continued 7 days; ``mlsd retrain`` (the library call) registers v2 with its gate
+report and promotes it when every gate passes; then a challenger trained on labels shuffled
+within users must be refused with the champion unchanged. Writes
+``benchmarks/results/lifecycle_retrain.json`` (time of each step, gates, versions).
+
 
 A fresh registry gets V1 and V2 (default V2: a relabelled copy of V1) with V1 as champion;
 ``mlsd serve --model models:/bench@champion --workers 2`` follows the alias. Reads arrive at
@@ -160,6 +168,61 @@ def run_rollback(
     }  # fmt: skip
 
 
+def run_retrain(bundle_a: Path, data: Path, *, days: int, work: Path) -> dict[str, Any]:
+    from mlsd.data.simulate.continuation import continue_world
+    from mlsd.orchestration import RetrainConfig, retrain
+    from mlsd.registry import Registry
+
+    uri = f"sqlite:///{work}/registry/mlflow.db"
+    reg = Registry(uri)
+    reg.register(bundle_a, NAME)
+    reg.promote(NAME, 1, reason="benchmark: v1")
+    t0 = time.perf_counter()
+    meta = json.loads((data / "manifest.json").read_text())
+    week = continue_world(meta, days)
+    week.write(work / "sim-more", manifest=week.meta)
+    continue_s = time.perf_counter() - t0
+    base = {"name": NAME, "registry_uri": uri, "new": [str(work / "sim-more")],
+            "work_dir": str(work / "runs")}  # fmt: skip
+    runs: dict[str, Any] = {}
+    for label, extra in (
+        ("retrain", {"auto_promote": True}),
+        ("shuffled labels", {"auto_promote": True, "challenger_fault": "shuffle-labels",
+                             "backtest_windows": 0}),
+    ):  # fmt: skip
+        before = reg.alias(NAME, "champion")
+        t0 = time.perf_counter()
+        out = retrain(RetrainConfig.model_validate({**base, **extra}), say=print)
+        seconds = time.perf_counter() - t0
+        after = reg.alias(NAME, "champion")
+        runs[label] = {
+            "seconds": round(seconds, 1),
+            "step_seconds": {k: v.get("step_seconds") for k, v in out.items()
+                             if isinstance(v, dict) and "step_seconds" in v},
+            "windows": out["evaluate"]["windows"],
+            "gates": out["gates"]["gates"],
+            "passed": out["gates"]["passed"],
+            "failed": out["gates"]["failed"],
+            "registered": out["register"]["version"],
+            "champion_before": before.version if before else None,
+            "champion_after": after.version if after else None,
+            "report": out["report"],
+        }  # fmt: skip
+    r, f = runs["retrain"], runs["shuffled labels"]
+    checks = {
+        "v2 registered and promoted (gates passed)": {
+            "value": f"v{r['registered']}, champion v{r['champion_after']}", "limit": "v2",
+            "pass": r["passed"] and r["registered"] == 2 and r["champion_after"] == 2},
+        "shuffled-label challenger refused, champion unchanged": {
+            "value": f"failed {', '.join(f['failed'])}; champion v{f['champion_after']}",
+            "limit": "a failed gate, champion v2",
+            "pass": (not f["passed"]) and f["champion_after"] == f["champion_before"]},
+    }  # fmt: skip
+    return {"settings": {"bundle_a": str(bundle_a), "data": str(data), "days": days},
+            "continue_s": round(continue_s, 2), "events_added": week.events.num_rows,
+            "runs": runs, "checks": checks}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="scenario", required=True)
@@ -173,13 +236,28 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default="lifecycle_rollback")
+    t = sub.add_parser("retrain", help="retrain on small: v2 promoted, shuffled labels refused")
+    t.add_argument("--bundle-a", type=Path, required=True, help="v1 bundle, trained on --data")
+    t.add_argument("--data", type=Path, required=True, help="the simulated world v1 saw")
+    t.add_argument("--days", type=int, default=7)
+    t.add_argument("--work-dir", type=Path, help="default: a temporary directory, removed")
     args = ap.parse_args(argv)
+    if args.scenario == "retrain":
+        with tempfile.TemporaryDirectory(prefix="mlsd-retrain-") as tmp:
+            work = args.work_dir or Path(tmp)
+            res = run_retrain(args.bundle_a.resolve(), args.data.resolve(), days=args.days,
+                              work=work)  # fmt: skip
+        return _finish(res, "lifecycle_retrain")
     res = run_rollback(args.bundle_a, args.bundle_b, rate=args.rate, duration_s=args.duration,
                        promote_at_s=args.promote_at, settle_s=args.settle,
                        workers=args.workers, seed=args.seed)  # fmt: skip
-    for name, c in res["checks"].items():
-        print(f"{'PASS' if c['pass'] else 'FAIL'}  {name}: {c['value']} (limit {c['limit']})")
-    print(f"wrote {write_result(args.out, res)}")
+    return _finish(res, args.out)
+
+
+def _finish(res: dict[str, Any], name: str) -> int:
+    for label, c in res["checks"].items():
+        print(f"{'PASS' if c['pass'] else 'FAIL'}  {label}: {c['value']} (limit {c['limit']})")
+    print(f"wrote {write_result(name, res)}")
     return 0 if all(c["pass"] for c in res["checks"].values()) else 1
 
 
