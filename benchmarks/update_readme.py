@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _render as tables
 import _render_events as events
+import _render_lifecycle as lifecycle
 import _render_rankers as rankers
 import _render_serving as serving
 from _render import Missing, Results
@@ -58,6 +59,7 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "serving-startup": serving.serving_startup,
     "serving-redesign": serving.serving_redesign,
     "events": events.events,
+    "lifecycle": lifecycle.lifecycle,
 }
 # The benchmark script that writes a block's results, for the placeholder when they are missing.
 SCRIPTS = {
@@ -67,6 +69,7 @@ SCRIPTS = {
     "serving": "serving.py --model BUNDLE",
     "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
     "events_mixed": "events.py mixed --model BUNDLE (and its other scenarios)",
+    "lifecycle_retrain": "lifecycle.py retrain --bundle-a BUNDLE --data DATA (and rollback)",
 }
 
 
