@@ -46,6 +46,11 @@ def test_a_retrain_registers_the_challenger_and_promotes_it_when_gates_pass(
     assert v2.metrics["ndcg_at_20"] == pytest.approx(
         out["evaluate"]["windows"][0]["challenger"]["ndcg@20"]
     )
+    # the config as given, not this fit's resolved choices: the next retrain tunes again
+    v1 = reg.version("videorec", 1)
+    assert {k: v for k, v in v2.params.items() if k.startswith("config.")} == {
+        k: v for k, v in v1.params.items() if k.startswith("config.")
+    }
     # the next retrain starts from everything this one saw, holdout included
     saw = pq.read_metadata(Path(out["validate"]["dataset"]) / "events.parquet").num_rows
     stored = reg.dataset_path(v2)

@@ -6,6 +6,7 @@ pipeline behind the real server is exercised in tests/serving/test_server.py.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,12 @@ def test_reload_good_and_bad(client: TestClient) -> None:
 
 def test_health_ready_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
-    assert client.get("/readyz").status_code == 200
+    # ready once the tailer's first pass over the (empty) log is done, a moment after start
+    deadline = time.monotonic() + 5
+    while (r := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        assert r.json()["reason"] == "replaying the event log"
+        time.sleep(0.01)
+    assert r.status_code == 200
     client.post("/v1/recommendations", json={"user_id": 5000, "k": 2})
     text = client.get("/metrics").text
     assert "mlsd_request_latency_seconds_bucket" in text

@@ -90,7 +90,9 @@ def train(run: Run) -> dict[str, Any]:
     save_bundle(
         rec,
         out,
-        config=rec.config.model_dump(mode="json"),
+        # the config as given (``auto`` settings unresolved), as mlsd train records it: the next
+        # retrain tunes again instead of inheriting this fit's choices
+        config=_config(run).model_dump(mode="json"),
         data_fingerprint=rec.data_fingerprints_["events"],
         metrics={
             "ranker": rec.ranker_.metrics_,
