@@ -153,6 +153,14 @@ def serve(
 
     follower = None
     if str(model).startswith("models:"):
+        from mlsd.errors import ConfigError
+        from mlsd.serving import prefork
+
+        if not prefork.available() and "@" in str(model):
+            raise ConfigError(
+                f"--model {model}: following an alias reloads by SIGHUP under the pre-fork "
+                "supervisor, which needs os.fork (Linux, macOS); serve models:/NAME/VERSION"
+            )
         follower = _follow(str(model), registry_uri, follow_interval)
         model = follower.link
     settings = ServeSettings(
@@ -174,12 +182,14 @@ def serve(
         err_console.print(f"serving {what} on http://{host}:{port}", markup=False)
         if api_key is None:
             err_console.print("note: no API key; write endpoints answer 403", markup=False)
+        if follower is not None:
+            # only now: the supervisor has its SIGHUP handler (before it, SIGHUP would end
+            # the process), and the workers are forked (they do not inherit this thread)
+            import os
+            import signal
 
-    if follower is not None:
-        import os
-        import signal
+            follower.start(lambda new: os.kill(os.getpid(), signal.SIGHUP))
 
-        follower.start(lambda new: os.kill(os.getpid(), signal.SIGHUP))
     run(
         settings,
         host=host,
