@@ -42,8 +42,10 @@ __all__ = [
     "build_world",
     "entity_tables",
     "events_by_type",
+    "requests",
     "simulate",
     "simulate_window",
+    "slate_events",
 ]
 
 _CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -236,12 +238,17 @@ def simulate_window(
             )
             if progress is not None:
                 progress.advance(task)
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    events = _events_table(parts)
     del parts
+    return events, len(users)
+
+
+def _events_table(parts: list[dict[str, np.ndarray]]) -> pa.Table:
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(cols["t"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
     w_sec = cols["w"]
-    events = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [pa.array(cols["u"] + 1), pa.array(cols["v"] + 1), _ts(cols["t"]),
          _dict_strings(cols["e"], EVENT_TYPES),
          pa.array(w_sec, mask=np.isnan(w_sec), type=pa.float32()),
@@ -250,7 +257,28 @@ def simulate_window(
          pa.nulls(len(order), pa.float32()), pa.nulls(len(order), pa.float32())],
         schema=EVENTS,
     )  # fmt: skip
-    return events, len(users)
+
+
+def slate_events(
+    users: np.ndarray,
+    times_ms: np.ndarray,
+    request_ids: np.ndarray,
+    surface: np.ndarray,
+    device: np.ndarray,
+    videos: np.ndarray,
+    responses: Responses,
+) -> pa.Table:
+    """The events (mlsd schema, time-ordered) of slates ``videos`` (indices, (n, S)) shown to
+    ``users`` (indices) and the ``responses`` to them: what the simulator logs, for a closed
+    loop that chooses the slates itself."""
+    return _events_table(
+        [_chunk_events(users, times_ms, request_ids, surface, device, videos, responses)]
+    )
+
+
+def requests(world: World, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The requests of ``world``'s window, by time: (user idx, time ms, surface, device)."""
+    return _requests(world, rng)
 
 
 def entity_tables(world: World) -> tuple[pa.Table, pa.Table, pa.Table]:
