@@ -138,8 +138,9 @@ def aa_experiments(
 ) -> dict[str, Any]:
     """``n`` A/A experiments on one loop run served by one model: each splits the visitors
     50/50 by its own salt. Fixed horizon: Welch's test on the metric per user over all days.
-    Sequential: after each day, the users seen so far and their metric so far, mSPRT with a
-    mixing s.d. of ``tau_sd`` x the metric's s.d. at that look; rejected the first day its
+    Sequential: after each day, the users seen so far and their metric so far, mSPRT
+    (Johari et al. 2022) with one normal mixture of s.d. ``tau_sd`` x the metric's s.d. at
+    the first look x ``days`` (the metric accumulates); rejected the first day its
     always-valid p <= alpha. Returns both false-positive rates and the SRM alarms."""
     from mlsd.experiments.stats import difference, msprt_pvalues, srm
 
@@ -148,22 +149,22 @@ def aa_experiments(
     seen = np.cumsum(result.metrics["requests"], axis=1) > 0
     days = y_days.shape[1]
     fixed = seq = srm_alarms = 0
+    tau = tau_sd * float(cum[seen[:, 0], 0].std(ddof=1)) * days
     for j in range(n):
         arm = assign(result.user_ids, f"aa-{j}", [0.5, 0.5])
         a, b = cum[arm == 0, -1], cum[arm == 1, -1]
         fixed += difference(a, b).p_value <= alpha  # type: ignore[operator]
         srm_alarms += srm(np.bincount(arm, minlength=2).tolist(), [0.5, 0.5]).alarm
-        diffs, variances, taus = [], [], []
+        diffs, variances = [], []
         for k in range(days):
             m = seen[:, k]
             ya, yb = cum[m & (arm == 0), k], cum[m & (arm == 1), k]
             diffs.append(yb.mean() - ya.mean())
             variances.append(ya.var(ddof=1) / len(ya) + yb.var(ddof=1) / len(yb))
-            taus.append(tau_sd * np.concatenate([ya, yb]).std(ddof=1))
-        # one mixture per look, in that look's units (the metric accumulates over days)
-        p = [msprt_pvalues([d], [v], tau=t)[0] for d, v, t in zip(diffs, variances, taus,
-                                                                  strict=True)]  # fmt: skip
-        seq += min(p) <= alpha
+        # one mixture for the whole test (the mSPRT's validity needs it fixed): its scale is
+        # set at the first look from the pooled s.d., which says nothing about the difference
+        p = msprt_pvalues(diffs, variances, tau=tau)
+        seq += p[-1] <= alpha
     return {"experiments": n, "metric": metric, "alpha": alpha, "days": days,
             "users": len(result.user_ids), "fixed_horizon_fpr": fixed / n,
             "sequential_fpr": seq / n, "srm_alarms": srm_alarms}  # fmt: skip
