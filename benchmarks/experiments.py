@@ -1,6 +1,14 @@
-"""Online-experiment benchmark (issue 19), in process:
+"""Online-experiment benchmarks (issue 19):
 
     python benchmarks/experiments.py aa --model BUNDLE --data DATA [--days 7] [--n 200]
+    python benchmarks/experiments.py ab --model BUNDLE --data DATA [--days 7] [--workers 2]
+    python benchmarks/experiments.py pairs --model BUNDLE --data DATA --offline-data NEXT
+
+``ab``: the pipeline vs MostPop through a real ``mlsd serve --experiment`` over HTTP (requests
+with the simulated time, events through ``POST /v1/events``); writes experiments_ab.json.
+``pairs``: MostPop, ALS, the pipeline and the pipeline without exploration in process, each
+arm's offline NDCG@20 on NEXT (``mlsd simulate --continue DATA``: the days after the training
+data, logged by the platform's policy) beside each pair's online lift; experiments_pairs.json.
 
 The closed loop runs ``--days`` simulated days after DATA (the world the bundle was trained
 on), every visitor served by the bundle (prepared as ``mlsd serve`` prepares it). On that one
@@ -24,14 +32,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from _common import write_result
 
-from mlsd.config import LabelConfig
-from mlsd.data.dataset import load_dataset
-from mlsd.data.labels import positives
 from mlsd.experiments import assign, cuped, difference, srm
+from mlsd.experiments.analysis import pre_period
 from mlsd.experiments.loop import aa_experiments, closed_loop
 from mlsd.serving.bundle import load_bundle
 from mlsd.serving.server import prepare
@@ -39,15 +43,49 @@ from mlsd.serving.server import prepare
 DAY_MS = 86_400_000
 
 
-def pre_period(data: Path, user_ids: np.ndarray, days: int) -> np.ndarray:
-    """Each user's valid watches in the last ``days`` of the logged window."""
-    ds = load_dataset(data)
-    pos = positives(ds.events, ds.videos, LabelConfig(), include_likes=False)
-    t = pc.cast(pos.column("timestamp"), pa.int64()).to_numpy()
-    end = int(pc.cast(ds.events.column("timestamp"), pa.int64()).to_numpy().max())
-    users = pos.column("user_id").to_numpy()[t > end - days * DAY_MS]
-    counts = np.bincount(users, minlength=int(user_ids.max()) + 1)
-    return counts[user_ids].astype(np.float64)
+SRM_USERS = 50_000  # the population of the detection trials (see srm_trials)
+
+
+def srm_trials(loop: Any, *, seed: int, trials: int = 100) -> dict[str, Any]:
+    """Sample-ratio mismatch, counted on the unit of assignment (users with an exposure).
+
+    Validity (A/A, the loop's visitors, ``trials`` salts): the naive chi-square on slates
+    (a user's slates are not independent) against the one on users. Detection: an arm whose
+    exposure logs are lost for 5% of its users (a client build that fails to log) among the
+    visitors of 7 days of a simulated world of SRM_USERS users, at p < 0.001, in ``trials``
+    splits. Power needs ~19k users per arm for a 5% loss (the chi-square's non-centrality
+    0.00128 n must reach 24.4 for 95% power at 0.001), more than ``small``'s 5,000 users."""
+    from mlsd.config import SimulationConfig
+    from mlsd.data.simulate import requests
+    from mlsd.data.simulate.world import build_world
+
+    slates = loop.metrics["requests"].sum(axis=1)
+    naive = users_alarms = 0
+    for j in range(trials):
+        arm = assign(loop.user_ids, f"srm-aa-{j}", [0.5, 0.5])
+        naive += srm([int(slates[arm == 0].sum()), int(slates[arm == 1].sum())], [0.5, 0.5]).alarm
+        users_alarms += srm(np.bincount(arm, minlength=2).tolist(), [0.5, 0.5]).alarm
+    cfg = SimulationConfig.for_scale("small", seed=seed, n_users=SRM_USERS, days=7)
+    world = build_world(cfg)
+    users, *_ = requests(world, np.random.default_rng(seed))
+    visitors = np.unique(users) + 1
+    rng = np.random.default_rng(seed + 1)
+    detected = aa_alarms = 0
+    for j in range(trials):
+        arm = assign(visitors, f"srm-{j}", [0.5, 0.5])
+        counts = np.bincount(arm, minlength=2)
+        aa_alarms += srm(counts.tolist(), [0.5, 0.5]).alarm
+        kept_b = int(rng.binomial(counts[1], 0.95))  # 5% of arm b's users' logs lost
+        detected += srm([int(counts[0]), kept_b], [0.5, 0.5]).alarm
+    return {
+        "aa_splits": trials,
+        "aa_alarms_users_small": users_alarms,
+        "aa_alarms_naive_slates_small": naive,
+        "world_users": SRM_USERS,
+        "visitors": len(visitors),
+        "aa_alarms_users_world": aa_alarms,
+        "detected_of_100": detected,
+    }
 
 
 def run_aa(model: Path, data: Path, *, days: int, n: int, seed: int) -> dict[str, Any]:
@@ -56,19 +94,14 @@ def run_aa(model: Path, data: Path, *, days: int, n: int, seed: int) -> dict[str
     served = prepare(load_bundle(model))
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    loop = closed_loop(meta, [served], days=days, seed=seed, say=print)
+    loop = closed_loop(meta, served, days=days, seed=seed, say=print)
     loop_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     aa = aa_experiments(loop, n)
     aa_s = time.perf_counter() - t0
 
-    rng = np.random.default_rng(seed)
-    slates = loop.metrics["requests"].sum(axis=1)
-    detected = 0
-    for j in range(100):
-        arm = assign(loop.user_ids, f"srm-{j}", [0.5, 0.5])
-        a, b = int(slates[arm == 0].sum()), int(slates[arm == 1].sum())
-        detected += srm([a, int(rng.binomial(b, 0.95))], [0.5, 0.5]).alarm
+    srm_part = srm_trials(loop, seed=seed)
+    detected = srm_part["detected_of_100"]
 
     y = loop.metrics["valid_watches"].sum(axis=1)
     x = pre_period(data, loop.user_ids, days)
@@ -78,12 +111,14 @@ def run_aa(model: Path, data: Path, *, days: int, n: int, seed: int) -> dict[str
     checks = {
         "A/A fixed-horizon FPR in [0.03, 0.07]": {
             "value": aa["fixed_horizon_fpr"], "limit": "0.03-0.07",
-            "pass": 0.03 <= aa["fixed_horizon_fpr"] <= 0.07},
+            "pass": bool(0.03 <= aa["fixed_horizon_fpr"] <= 0.07)},
         "A/A sequential FPR (daily peeks) <= 0.05": {
             "value": float(aa["sequential_fpr"]), "limit": 0.05,
-            "pass": aa["sequential_fpr"] <= 0.05},
-        "SRM: 5% of one arm's exposures dropped, detected in >= 95 of 100": {
+            "pass": bool(aa["sequential_fpr"] <= 0.05)},
+        "SRM: 5% of one arm's exposure logs lost, detected in >= 95 of 100": {
             "value": detected, "limit": 95, "pass": detected >= 95},
+        "SRM on users: A/A alarms over the splits <= 1%": {
+            "value": aa["srm_alarms"] / n, "limit": 0.01, "pass": aa["srm_alarms"] / n <= 0.01},
     }  # fmt: skip
     return {
         "settings": {"model": str(model), "data": str(data), "days": days, "experiments": n,
@@ -91,15 +126,221 @@ def run_aa(model: Path, data: Path, *, days: int, n: int, seed: int) -> dict[str
         "seconds": {"prepare": round(prepare_s, 1), "loop": round(loop_s, 1),
                     "loop_per_day": [round(s, 1) for s in loop.seconds], "aa": round(aa_s, 2)},
         "visitors": len(loop.user_ids),
-        "slates": int(slates.sum()),
+        "slates": int(loop.metrics["requests"].sum()),
         "valid_watches_per_visitor": float(y.mean()),
         "aa": {k: float(v) if isinstance(v, np.floating) else v for k, v in aa.items()},
-        "srm_detected_of_100": detected,
+        "srm": srm_part,
         "cuped": {"theta": theta, "variance_reduction": reduction,
                   "ci_width_raw": raw.width, "ci_width_cuped": better.width,
                   "covariate": f"valid watches in the last {days} days of the log"},
         "checks": checks,
     }  # fmt: skip
+
+
+AB_CONFIG = """name: pipeline-vs-mostpop
+salt: ab-http-1
+arms:
+  - name: most-popular
+    policy: most-popular
+  - name: pipeline
+metrics: [valid_watches, watch_seconds, plays, likes, dislikes, ctr]
+mde: 0.02
+"""
+
+PAIRS_CONFIG = """name: offline-vs-online
+salt: pairs-1
+arms:
+  - name: most-popular
+    policy: most-popular
+  - name: als
+    policy: als
+  - name: pipeline
+  - name: pipeline-no-exploration
+    rerank: {exploration: {enabled: false}}
+metrics: [valid_watches, watch_seconds, plays, likes, dislikes, ctr]
+mde: 0.02
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mlsd(*args: str, env: dict[str, str] | None = None) -> None:
+    import os
+    import subprocess
+
+    exe = str(Path(sys.executable).with_name("mlsd"))
+    subprocess.run([exe, *args], check=True, env={**os.environ, **(env or {})})
+
+
+def run_ab(model: Path, data: Path, *, days: int, seed: int, workers: int) -> dict[str, Any]:
+    """The pipeline vs MostPop through a real ``mlsd serve --experiment`` (HTTP)."""
+    import os
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    work = Path(tempfile.mkdtemp(prefix="mlsd-ab-"))
+    cfg = work / "ab.yaml"
+    cfg.write_text(AB_CONFIG)
+    port, key = _free_port(), "bench-key"
+    log = work / "events.jsonl"
+    exe = str(Path(sys.executable).with_name("mlsd"))
+    t0 = time.perf_counter()
+    server = subprocess.Popen(
+        [
+            exe,
+            "serve",
+            "--model",
+            str(model),
+            "--experiment",
+            str(cfg),
+            "--event-log",
+            str(log),
+            "--max-event-rate",
+            "0",
+            "--workers",
+            str(workers),
+            "--port",
+            str(port),
+        ],
+        env={**os.environ, "MLSD_API_KEY": key},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        start_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _mlsd(
+            "experiment",
+            "run",
+            "--config",
+            str(cfg),
+            "--data",
+            str(data),
+            "--url",
+            url,
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--out",
+            str(work / "run"),
+            "--exposures",
+            str(log) + ".exposures.jsonl",
+            env={"MLSD_API_KEY": key},
+        )
+        loop_s = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(60)
+    a = json.loads((work / "run" / "analysis.json").read_text())
+    lift = a["metrics"]["valid_watches"]["vs_control"]["pipeline"]["lift"]
+    checks = {
+        "lift CI of valid watches per user excludes 0": {
+            "value": [lift["low"], lift["high"]],
+            "limit": "0 outside",
+            "pass": lift["low"] > 0,
+        },
+        "SRM check passes (exposure log users)": {
+            "value": a["srm"]["p_value"],
+            "limit": ">= 0.001",
+            "pass": not a["srm"]["alarm"],
+        },
+    }
+    return {
+        "settings": {
+            "model": str(model),
+            "data": str(data),
+            "days": days,
+            "seed": seed,
+            "workers": workers,
+            "config": AB_CONFIG,
+        },
+        "seconds": {"service_start": round(start_s, 1), "loop": round(loop_s, 1)},
+        "report": str(work / "run" / "report.html"),
+        "analysis": a,
+        "checks": checks,
+    }
+
+
+def run_pairs(model: Path, data: Path, offline: Path, *, days: int, seed: int) -> dict[str, Any]:
+    """Four arms in process (same code path as the service): offline NDCG@20 on the logged
+    window ``offline`` beside each pair's online lift."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="mlsd-pairs-"))
+    cfg = work / "pairs.yaml"
+    cfg.write_text(PAIRS_CONFIG)
+    t0 = time.perf_counter()
+    _mlsd(
+        "experiment",
+        "run",
+        "--config",
+        str(cfg),
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--days",
+        str(days),
+        "--seed",
+        str(seed),
+        "--offline-data",
+        str(offline),
+        "--out",
+        str(work / "run"),
+    )
+    a = json.loads((work / "run" / "analysis.json").read_text())
+    off = json.loads((work / "run" / "offline.json").read_text())
+    pairs = [
+        {
+            "a": p["a"],
+            "b": p["b"],
+            "offline_ndcg_a": off[p["a"]],
+            "offline_ndcg_b": off[p["b"]],
+            "online_lift": p["lift"],
+        }
+        for p in a["pairs"]
+    ]
+    agree = sum(
+        (p["offline_ndcg_b"] > p["offline_ndcg_a"]) == (p["online_lift"]["value"] > 0)
+        for p in pairs
+    )
+    return {
+        "settings": {
+            "model": str(model),
+            "data": str(data),
+            "offline_data": str(offline),
+            "days": days,
+            "seed": seed,
+            "config": PAIRS_CONFIG,
+        },
+        "seconds": {"total": round(time.perf_counter() - t0, 1)},
+        "report": str(work / "run" / "report.html"),
+        "offline_ndcg": off,
+        "pairs": pairs,
+        "direction_agrees": agree,
+        "analysis": a,
+        "checks": {
+            "offline-vs-online table for >= 3 pairs": {
+                "value": len(pairs),
+                "limit": 3,
+                "pass": len(pairs) >= 3,
+            }
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +352,30 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--days", type=int, default=7)
     a.add_argument("--n", type=int, default=200)
     a.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("ab", help="pipeline vs MostPop through the HTTP service")
+    b.add_argument("--model", type=Path, required=True)
+    b.add_argument("--data", type=Path, required=True)
+    b.add_argument("--days", type=int, default=7)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=2)
+    c = sub.add_parser("pairs", help="offline NDCG vs online lift, four arms in process")
+    c.add_argument("--model", type=Path, required=True)
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--offline-data", type=Path, required=True)
+    c.add_argument("--days", type=int, default=7)
+    c.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    res = run_aa(args.model, args.data, days=args.days, n=args.n, seed=args.seed)
+    if args.scenario == "ab":
+        res = run_ab(args.model, args.data, days=args.days, seed=args.seed, workers=args.workers)
+    elif args.scenario == "pairs":
+        res = run_pairs(args.model, args.data, args.offline_data, days=args.days, seed=args.seed)
+    else:
+        res = run_aa(args.model, args.data, days=args.days, n=args.n, seed=args.seed)
     for name, c in res["checks"].items():
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {name}: {c['value']} (limit {c['limit']})")
-    print("CUPED:", res["cuped"])
-    print(f"wrote {write_result('experiments_aa', res)}")
+    if "cuped" in res:
+        print("CUPED:", res["cuped"])
+    print(f"wrote {write_result(f'experiments_{args.scenario}', res)}")
     return 0 if all(c["pass"] for c in res["checks"].values()) else 1
 
 

@@ -11,6 +11,7 @@ import pytest
 from mlsd.config import SimulationConfig
 from mlsd.data.simulate import simulate
 from mlsd.experiments.loop import aa_experiments, closed_loop
+from mlsd.serving.experiment import ArmConfig, ExperimentConfig, ExperimentServable
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +31,12 @@ def tiny() -> tuple[dict[str, Any], Any]:
 class _Popular:
     """MostPop as a servable: the same top videos for everyone (a weak arm)."""
 
+    version = "popular"
+
     def __init__(self, model: Any) -> None:
         self.items = model.recommend(np.array([10**9]), 10, exclude_seen=False)[0]
 
-    def serve(self, user_id: int, k: int, ctx: Any) -> Any:
+    def serve(self, user_id: int, k: int, ctx: Any, explain: bool = False) -> Any:
         from mlsd.pipeline import Served, ServedItem
 
         items = [ServedItem(int(v), 1.0, "popular") for v in self.items[:k] if v > 0]
@@ -50,7 +53,7 @@ def test_the_loop_feeds_events_back_and_reports_per_user_days(tiny: Any) -> None
         return sum(model.history_of(u, 10_000).size for u in range(1, 301))
 
     before = positives()
-    r = closed_loop(meta, [model], days=3, seed=0)
+    r = closed_loop(meta, model, days=3, seed=0)
     assert r.metrics["valid_watches"].shape == (len(r.user_ids), 3)
     assert (r.metrics["requests"].sum(axis=1) > 0).all()  # only visitors are kept
     assert r.metrics["impressions"].sum() == 10 * r.metrics["requests"].sum()
@@ -58,22 +61,27 @@ def test_the_loop_feeds_events_back_and_reports_per_user_days(tiny: Any) -> None
     assert (r.metrics["valid_watches"] <= r.metrics["plays"]).all()
     # the model's online state evolved with what its users did
     assert positives() > before
-    again = closed_loop(meta, [model], days=1, seed=0)
+    again = closed_loop(meta, model, days=1, seed=0)
     assert again.metrics["requests"].sum() == r.metrics["requests"][:, 0].sum()
 
 
 def test_two_arms_split_the_users_and_the_better_model_wins(tiny: Any) -> None:
     meta, model = tiny
-    r = closed_loop(meta, [_Popular(model), model], arms=["popular", "pipeline"], days=3,
-                    salt="ab", seed=1)  # fmt: skip
+    cfg = ExperimentConfig(name="ab", arms=[ArmConfig(name="popular"), ArmConfig(name="pipeline")])
+    exp = ExperimentServable(cfg, [("popular", _Popular(model)), ("pipeline", model)])
+    r = closed_loop(meta, exp, days=3, seed=1)
+    assert r.arms == ("popular", "pipeline")
     assert set(np.unique(r.arm)) == {0, 1}
+    # the arm each user was served by is the service's hash of (user, salt)
+    assert (r.arm == exp.arm_of(r.user_ids)).all()
+    assert len(r.days) == 3 and 0 < r.days[0]["arms"][1]["coverage"] <= 1
     per_user = r.metrics["valid_watches"].sum(axis=1)
     assert per_user[r.arm == 1].mean() > per_user[r.arm == 0].mean()
 
 
 def test_aa_splits_of_one_run_rarely_reject(tiny: Any) -> None:
     meta, model = tiny
-    r = closed_loop(meta, [model], days=4, seed=2)
+    r = closed_loop(meta, model, days=4, seed=2)
     aa = aa_experiments(r, 100)
     assert aa["fixed_horizon_fpr"] <= 0.12 and aa["sequential_fpr"] <= 0.08
     assert aa["srm_alarms"] <= 1

@@ -14,6 +14,7 @@ import typer
 from mlsd.cli.data import data_app, simulate
 from mlsd.cli.demo import demo
 from mlsd.cli.evaluate import evaluate_app
+from mlsd.cli.experiment import experiment_app
 from mlsd.cli.features import features_app
 from mlsd.cli.models import recommend, train
 from mlsd.cli.registry import models_app
@@ -42,3 +43,4 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+app.add_typer(experiment_app, name="experiment")

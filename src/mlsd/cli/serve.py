@@ -141,6 +141,23 @@ def serve(
         float,
         typer.Option(help="Seconds between looks at the registry alias (--model models:/...)."),
     ] = 2.0,
+    experiment: Annotated[
+        Path | None,
+        typer.Option(
+            help="An A/B experiment config (YAML: name, salt, arms, split, metrics, mde; see "
+            "docs/experiments.md): users are assigned to arms by a hash of user and salt, "
+            "each arm's model serves its users, responses and stored events name the arm. "
+            "Arms without a model serve --model; registry arms (models:/...) are resolved "
+            "at start. Needs --online-store memory.",
+        ),
+    ] = None,
+    exposure_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where an experiment logs each slate served (JSON lines). Default: "
+            "<event log>.exposures.jsonl beside a file event log, else not logged.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a model bundle over HTTP until interrupted (OpenAPI docs at /docs).
 
@@ -176,6 +193,8 @@ def serve(
         max_requests_per_connection=max_requests_per_connection,
         max_event_rate=max_event_rate,
         snapshot_dir=snapshot_dir,
+        experiment=_resolved_experiment(experiment, registry_uri) if experiment else None,
+        exposure_log=exposure_log,
     )
 
     def ready(what: str) -> None:
@@ -200,6 +219,32 @@ def serve(
         supervised=follower is not None,
         keep_previous=follower is not None,
     )
+
+
+def _resolved_experiment(path: Path, registry_uri: str | None) -> Path:
+    """``path``, or a copy with its registry arms (models:/...) resolved to bundle paths."""
+    from mlsd.serving.experiment import load_config
+
+    cfg = load_config(path)
+    if not any(a.model and a.model.startswith("models:/") for a in cfg.arms):
+        return path
+    import tempfile
+
+    import yaml
+
+    from mlsd.registry import Registry
+
+    reg = Registry(registry_uri)
+    arms = []
+    for a in cfg.arms:
+        if a.model and a.model.startswith("models:/"):
+            info = reg.resolve(a.model)
+            err_console.print(f"arm {a.name}: {a.model} -> v{info.version}", markup=False)
+            a = a.model_copy(update={"model": str(reg.bundle_path(info))})
+        arms.append(a)
+    out = Path(tempfile.mkdtemp(prefix="mlsd-experiment-")) / path.name
+    out.write_text(yaml.safe_dump(cfg.model_copy(update={"arms": arms}).model_dump(mode="json")))
+    return out
 
 
 def _follow(uri: str, registry_uri: str | None, interval_s: float) -> Any:

@@ -12,11 +12,12 @@ online metrics, which :func:`aa_experiments` and the analysis read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from mlsd.config import LabelConfig
 from mlsd.data.simulate import ResponseModel, requests, slate_events
@@ -24,25 +25,83 @@ from mlsd.data.simulate.continuation import _config_of, _extend, world_of
 from mlsd.data.simulate.policy import LoggingPolicy
 from mlsd.data.simulate.world import DEVICES, SURFACES
 from mlsd.experiments.assignment import assign
-from mlsd.pipeline import RequestCtx
+from mlsd.pipeline import RequestCtx, Servable
 
-__all__ = ["LoopResult", "aa_experiments", "closed_loop"]
+__all__ = ["InProcess", "LoopClient", "LoopResult", "aa_experiments", "closed_loop"]
 
-METRICS = ("requests", "impressions", "plays", "valid_watches", "watch_seconds", "likes",
-           "dislikes")  # fmt: skip
+DAY_MS = 86_400_000
+
+METRICS = (
+    "requests",
+    "impressions",
+    "plays",
+    "valid_watches",
+    "watch_seconds",
+    "likes",
+    "dislikes",
+)
 
 
 @dataclass
 class LoopResult:
     """Per (user, day) metrics: ``user_ids`` (int64[n]) of users who visited at least once,
-    their ``arm`` (int8[n]), and ``metrics[name]`` (float64[n, days]); ``seconds`` per day."""
+    their ``arm`` (int8[n], an index into ``arms``), and ``metrics[name]`` (float64[n, days]);
+    ``seconds`` per day; ``filled``: slate slots the served model left empty (filled by the
+    platform's own policy); ``unsent``: events of videos uploaded after training, which a
+    service trained before them cannot take (not sent; counted here)."""
 
     arms: tuple[str, ...]
     user_ids: np.ndarray
     arm: np.ndarray
     metrics: dict[str, np.ndarray]
     seconds: list[float] = field(default_factory=list)
-    filled: int = 0  # slate slots a model left empty, filled by the platform's policy
+    filled: int = 0
+    unsent: int = 0
+    days: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LoopClient(Protocol):
+    """How the loop reaches the recommender: in process or over HTTP."""
+
+    arms: tuple[str, ...]
+
+    def slates(
+        self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(videos int64[n, k] as 1-based ids, -1 where empty; arm int8[n])`` for requests of
+        users (1-based ids) at times ``t`` (ms) from ``surface``/``device`` (names)."""
+        ...
+
+    def send(self, events: pa.Table) -> None:
+        """Deliver one day's events (mlsd schema, 1-based ids) to the recommender."""
+        ...
+
+
+class InProcess:
+    """The loop's client for a servable in this process: ``serve`` per request (the service's
+    code path) and ``apply_events`` per day. An :class:`~mlsd.serving.experiment.
+    ExperimentServable` routes users to its arms; any other model is one arm, ``all``."""
+
+    def __init__(self, model: Servable) -> None:
+        self.model = model
+        self.arms = tuple(getattr(model, "arm_names", None) or ["all"])
+        self._index = {a: i for i, a in enumerate(self.arms)}
+
+    def slates(
+        self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out = np.full((len(users), k), -1, dtype=np.int64)
+        arm = np.zeros(len(users), dtype=np.int8)
+        for i, (u, ts) in enumerate(zip(users.tolist(), t.tolist(), strict=True)):
+            ctx = RequestCtx(time_ms=ts, device=str(device[i]), surface=str(surface[i]))
+            served = self.model.serve(u, k, ctx)
+            got = [it.video_id for it in served.items][:k]
+            out[i, : len(got)] = got
+            arm[i] = self._index.get(served.arm or "all", 0)
+        return out, arm
+
+    def send(self, events: pa.Table) -> None:
+        self.model.apply_events(events)
 
 
 def _valid(watch: np.ndarray, duration: np.ndarray, cfg: LabelConfig) -> np.ndarray:
@@ -52,35 +111,33 @@ def _valid(watch: np.ndarray, duration: np.ndarray, cfg: LabelConfig) -> np.ndar
 
 def closed_loop(
     meta: Mapping[str, Any],
-    models: Sequence[Any],
+    client: LoopClient | Servable,
     *,
-    arms: Sequence[str] | None = None,
-    split: Sequence[float] | None = None,
-    salt: str = "loop",
     days: int = 7,
     seed: int = 0,
     say: Callable[[str], None] | None = None,
 ) -> LoopResult:
-    """Run ``days`` simulated days after the dataset whose manifest is ``meta``.
-
-    ``models``: one servable per arm (``serve(user_id, k, ctx)`` and ``apply_events``); the
-    same object twice is an A/A test. Users go to arms by ``assign(user, salt, split)``
-    (default: equal split). Deterministic for ``seed``.
+    """Run ``days`` simulated days after the dataset whose manifest is ``meta``: each day the
+    world's users visit (the simulator's request process), ``client`` chooses their slates,
+    they respond as the response model says, and the day's events go back through
+    ``client.send``. A servable is wrapped in :class:`InProcess`. Deterministic for ``seed``
+    and a deterministic recommender.
     """
-    names = tuple(arms or [f"arm{i}" for i in range(len(models))])
-    if len(names) != len(models) or len(models) < 1:
-        raise ValueError("closed loop: one arm name per model")
-    weights = list(split or [1.0] * len(models))
+    if not hasattr(client, "slates"):
+        client = InProcess(client)
+    assert hasattr(client, "arms") and hasattr(client, "send")
     base = _config_of(dict(meta))
     world = world_of(dict(meta))
+    known_videos = world.n_videos  # the catalog the recommender was trained on
     start_index = len(meta.get("continuations", [])) + 1
     label = LabelConfig()
     n_users = world.n_users
     per_day = {m: np.zeros((n_users, days)) for m in METRICS}
-    all_users = np.arange(1, n_users + 1, dtype=np.int64)
-    user_arm = assign(all_users, salt, weights) if len(models) > 1 else np.zeros(n_users, np.int8)
+    user_arm = np.full(n_users, -1, dtype=np.int8)
     request_id = int(meta.get("last_request_id", meta.get("rows", {}).get("requests", 0))) + 1
-    out = LoopResult(names, all_users, user_arm, per_day)
+    out = LoopResult(
+        tuple(client.arms), np.arange(1, n_users + 1, dtype=np.int64), user_arm, per_day
+    )
     for day in range(days):
         t0 = time.perf_counter()
         world = _extend(world, base, 1, start_index + 1000 + day)
@@ -89,12 +146,11 @@ def closed_loop(
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x100B, day]))
         users, t, surface, device = requests(world, rng)
         s = base.slate_size
-        slates = np.full((len(users), s), -1, dtype=np.int64)
-        for i, (u, ts) in enumerate(zip(users.tolist(), t.tolist(), strict=True)):
-            model = models[user_arm[u]]
-            ctx = RequestCtx(time_ms=ts, device=DEVICES[device[i]], surface=SURFACES[surface[i]])
-            got = [it.video_id for it in model.serve(u + 1, s, ctx).items][:s]
-            slates[i, : len(got)] = np.asarray(got, dtype=np.int64) - 1
+        got, arm = client.slates(
+            users + 1, t, np.asarray(SURFACES)[surface], np.asarray(DEVICES)[device], s
+        )
+        user_arm[users] = arm
+        slates = np.where(got > 0, got - 1, -1)
         empty = slates < 0
         if empty.any():  # the platform's own slate fills what a model left empty
             fill, _ = policy.slates(users, t, s, rng)
@@ -104,8 +160,10 @@ def closed_loop(
         ids = np.arange(request_id, request_id + len(users), dtype=np.int64)
         request_id += len(users)
         events = slate_events(users, t, ids, surface, device, slates, resp)
-        for model in {id(m): m for m in models}.values():
-            model.apply_events(events)
+        vid = events.column("video_id").to_numpy()
+        keep = vid <= known_videos
+        out.unsent += int((~keep).sum())
+        client.send(events.filter(pa.array(keep)) if not keep.all() else events)
         valid = resp.play & _valid(resp.watch_seconds, world.duration_s[slates], label)
         for name, values in (
             ("requests", np.ones(len(users))),
@@ -117,15 +175,58 @@ def closed_loop(
             ("dislikes", resp.dislike.sum(axis=1)),
         ):
             np.add.at(per_day[name][:, day], users, values)
+        out.days.append(_day_stats(world, slates, resp.play, valid, arm, len(out.arms), policy))
         out.seconds.append(time.perf_counter() - t0)
         if say is not None:
-            say(f"day {day + 1}/{days}: {len(users):,} requests, "
-                f"{int(valid.sum()):,} valid watches ({out.seconds[-1]:.1f} s)")  # fmt: skip
+            say(
+                f"day {day + 1}/{days}: {len(users):,} requests, "
+                f"{int(valid.sum()):,} valid watches ({out.seconds[-1]:.1f} s)"
+            )
     visited = per_day["requests"].sum(axis=1) > 0
-    out.user_ids = all_users[visited]
+    out.user_ids = out.user_ids[visited]
     out.arm = user_arm[visited]
     out.metrics = {k: v[visited] for k, v in per_day.items()}
     return out
+
+
+def _day_stats(
+    world: Any,
+    slates: np.ndarray,
+    play: np.ndarray,
+    valid: np.ndarray,
+    arm: np.ndarray,
+    n_arms: int,
+    policy: Any,
+) -> dict[str, Any]:
+    """One day's slate-level metrics per arm: catalog coverage (distinct videos shown /
+    catalog), creator concentration (Gini of impressions over creators, 0: even) and the
+    share of fresh slots (videos at most 7 days old) that led to a valid watch."""
+    per_arm = []
+    fresh = (world.end_ms - world.upload_ms[slates]) <= 7 * DAY_MS
+    for a in range(n_arms):
+        m = arm == a
+        shown = slates[m]
+        creators = np.bincount(world.video_creator[shown].ravel(), minlength=world.n_creators)
+        fresh_slots = fresh[m]
+        per_arm.append(
+            {
+                "coverage": float(len(np.unique(shown)) / world.n_videos) if shown.size else 0.0,
+                "creator_gini": _gini(creators),
+                "fresh_slot_watch_rate": float(valid[m][fresh_slots].mean())
+                if fresh_slots.any()
+                else 0.0,
+            }
+        )
+    return {"arms": per_arm}
+
+
+def _gini(x: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (0: equal; near 1: one holds all)."""
+    v = np.sort(x.astype(np.float64))
+    if v.sum() == 0:
+        return 0.0
+    n = len(v)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(v) / (n * v.sum()))
 
 
 def aa_experiments(
@@ -165,6 +266,13 @@ def aa_experiments(
         # set at the first look from the pooled s.d., which says nothing about the difference
         p = msprt_pvalues(diffs, variances, tau=tau)
         seq += p[-1] <= alpha
-    return {"experiments": n, "metric": metric, "alpha": alpha, "days": days,
-            "users": len(result.user_ids), "fixed_horizon_fpr": fixed / n,
-            "sequential_fpr": seq / n, "srm_alarms": srm_alarms}  # fmt: skip
+    return {
+        "experiments": n,
+        "metric": metric,
+        "alpha": alpha,
+        "days": days,
+        "users": len(result.user_ids),
+        "fixed_horizon_fpr": fixed / n,
+        "sequential_fpr": seq / n,
+        "srm_alarms": srm_alarms,
+    }

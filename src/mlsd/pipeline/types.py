@@ -55,7 +55,9 @@ class ServedItem:
 @dataclass
 class Served:
     """One user's recommendations as served. ``degraded_kind`` is None for a full answer, else
-    why a fallback served it (``degraded_reason`` says it in words, with figures)."""
+    why a fallback served it (``degraded_reason`` says it in words, with figures).
+    ``experiment``/``arm``/``model_version``: set when an experiment routed the request (the
+    arm's model answered; see :mod:`mlsd.serving.experiment`), else None."""
 
     user_id: int
     items: list[ServedItem]
@@ -64,6 +66,9 @@ class Served:
     cold_start: bool = False
     stage_ms: dict[str, float] = field(default_factory=dict)
     n_candidates: int = 0
+    experiment: str | None = None
+    arm: str | None = None
+    model_version: str | None = None
 
     @property
     def degraded(self) -> bool:

@@ -73,20 +73,23 @@ def _error(status: int, message: str) -> Answer:
     return status, orjson.dumps({"error": message}), []
 
 
-def _ids(maps: Any, events: Sequence[EventIn]) -> tuple[list[Id], list[Id], np.ndarray]:
-    """(user ids, video ids, video codes) of a batch: the ids as the log records them (the
-    model's kind of id: strings for a model of string ids; see :mod:`.ids`) and the int64 ids
-    the model knows the videos by. Raises :class:`~.ids.IdRefused` naming the first event
-    whose id the model cannot take."""
+def _ids(maps: Any, events: Sequence[EventIn]) -> tuple[list[Id], list[Id], np.ndarray, list[int]]:
+    """(user ids, video ids, video codes, user codes) of a batch: the ids as the log records
+    them (the model's kind of id: strings for a model of string ids; see :mod:`.ids`) and the
+    int64 ids the model knows videos and users by. Raises :class:`~.ids.IdRefused` naming the
+    first event whose id the model cannot take."""
     users: list[Id] = []
     videos: list[Id] = []
+    user_codes: list[int] = []
     codes = np.empty(len(events), np.int64)
     for i, e in enumerate(events):
-        users.append(resolve(maps, "user_id", e.user_id, ("body", "events", i, "user_id"))[1])
+        uc, u = resolve(maps, "user_id", e.user_id, ("body", "events", i, "user_id"))
+        users.append(u)
+        user_codes.append(int(uc))
         code, v = resolve(maps, "video_id", e.video_id, ("body", "events", i, "video_id"))
         codes[i] = code
         videos.append(v)
-    return users, videos, codes
+    return users, videos, codes, user_codes
 
 
 async def accept(
@@ -100,7 +103,7 @@ async def accept(
             return _error(503, "this service takes no events (no event log)")
         m = state.holder.get()
         try:
-            users, videos, codes = _ids(id_maps(m), events)
+            users, videos, codes, user_codes = _ids(id_maps(m), events)
         except IdRefused as refused:
             return 422, refused.body(), []
         known = m.known_videos(codes)
@@ -121,8 +124,10 @@ async def accept(
                 f"range ({range_text(now)}); nothing was accepted",
             )
         ids = event_ids(len(events), [e.event_id for e in events], idempotency_key)
+        # an experiment's service stamps each event with its user's arm (see .experiment)
+        labels = getattr(m, "event_labels", None)
         records = []
-        for e, t, eid, u, v in zip(events, times, ids, users, videos, strict=True):
+        for e, t, eid, u, v, uc in zip(events, times, ids, users, videos, user_codes, strict=True):
             r = {
                 "event_id": eid,
                 "user_id": u,
@@ -135,6 +140,8 @@ async def accept(
                 v = getattr(e, name)
                 if v is not None:
                     r[name] = v
+            if labels is not None:
+                r.update(labels(uc))
             records.append(r)
         ing.admission.charge(len(records))
         try:

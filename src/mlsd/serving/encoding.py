@@ -53,14 +53,16 @@ def response_json(
     """The body of a :class:`~mlsd.serving.schemas.RecommendationResponse` for ``served``;
     ``user_id`` as the answer carries it (a string id for a model of string ids), ``names``
     as for :func:`item_json`."""
-    body = {
+    body: dict[str, Any] = {
         "user_id": user_id if type(user_id) is str else int(user_id),
         "items": [item_json(it, explain, names) for it in served.items],
-        "model_version": str(model_version),
+        "model_version": str(served.model_version or model_version),
         "degraded": bool(served.degraded),
         "degraded_reason": served.degraded_reason,
         "cold_start": bool(served.cold_start),
     }
+    if served.experiment is not None:
+        body["experiment"] = {"name": served.experiment, "arm": served.arm}
     return orjson.dumps(body)
 
 

@@ -168,6 +168,11 @@ class RecommendedItem(_Strict):
     model_config = _examples(_ITEM)
 
 
+class ExperimentArm(_Strict):
+    name: str = Field(description="The experiment's name.")
+    arm: str = Field(description="The arm the user is assigned to (a hash of user and salt).")
+
+
 class RecommendationResponse(_Strict):
     user_id: IdOut
     items: list[RecommendedItem]
@@ -179,6 +184,11 @@ class RecommendationResponse(_Strict):
         default=None, description="Which stage fell back and why (when degraded)."
     )
     cold_start: bool = Field(description="The user had no known history.")
+    experiment: ExperimentArm | None = Field(
+        default=None,
+        description="The experiment and arm that served this request (absent outside one); "
+        "``model_version`` is then the arm's model.",
+    )
 
     model_config = _examples(
         {

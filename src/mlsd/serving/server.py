@@ -33,7 +33,7 @@ from fastapi import FastAPI
 from mlsd.errors import ConfigError, MlsdError
 from mlsd.features import open_store
 from mlsd.pipeline.servable import Servable, ServingOptions
-from mlsd.serving import prefork
+from mlsd.serving import experiment, prefork
 from mlsd.serving.app import create_app
 from mlsd.serving.arrival import ArrivalStampedHttpTools
 from mlsd.serving.bundle import load_bundle, verify_bundle
@@ -45,7 +45,9 @@ from mlsd.serving.limits import uvicorn_options
 from mlsd.serving.model_calls import single_threaded_kernels
 from mlsd.serving.settings import ServeSettings
 
-__all__ = ["ServeSettings", "app_from_env", "build_app", "load_kwargs", "prepare", "run"]
+__all__ = [
+    "ServeSettings", "app_from_env", "build_app", "load_kwargs", "model_loader", "prepare", "run"
+]  # fmt: skip
 
 PRECOMPUTE_THREADS = 2
 
@@ -101,7 +103,7 @@ def _say(message: str) -> None:
     print(f"mlsd serve: {message}", file=sys.stderr, flush=True)
 
 
-def _loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
+def model_loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
     """``load(model_dir)``: a bundle loaded with ``settings``' online store and prepared for
     serving (the one path of a start, an /admin/reload and a SIGHUP reload)."""
     kwargs = load_kwargs(settings.online_store)
@@ -114,7 +116,33 @@ def _loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
             stale_while_revalidate=settings.candidate_refresh == "background",
         )
 
-    return load
+    if settings.experiment is None:
+        return load
+    if settings.online_store != "memory":
+        raise ConfigError(
+            "--experiment needs the embedded online store (--online-store memory): each arm "
+            "keeps its own online state"
+        )
+    config = experiment.load_config(settings.experiment)
+    log = exposure_log(settings)
+    exposures = experiment.ExposureLog(log) if log is not None else None
+
+    def load_experiment(model_dir: str | Path) -> Servable:
+        arms = experiment.build_arms(config, model_dir, load)
+        return experiment.ExperimentServable(config, arms, exposures)
+
+    return load_experiment
+
+
+def exposure_log(settings: ServeSettings) -> Path | None:
+    """Where an experiment's exposures go: ``settings.exposure_log``, else
+    ``<event log>.exposures.jsonl`` beside a file event log, else None (not logged)."""
+    if settings.exposure_log is not None:
+        return settings.exposure_log
+    log = settings.event_log
+    if log is None or log.startswith("redis://"):
+        return None
+    return Path(log).with_name(Path(log).name + ".exposures.jsonl")
 
 
 def open_events(settings: ServeSettings) -> EventLogBackend:
@@ -139,7 +167,7 @@ def snapshot_store(settings: ServeSettings) -> SnapshotStore | None:
 def load_replayed(settings: ServeSettings) -> Replayed:
     """The bundle loaded and prepared, its online state brought up to the end of the event
     log (snapshot + replay): what a start, a re-fork and a SIGHUP reload serve."""
-    model = _loader(settings)(settings.model_dir)
+    model = model_loader(settings)(settings.model_dir)
     events = open_events(settings)
     try:
         return replay(model, events, snapshots=snapshot_store(settings), say=_say)
@@ -152,7 +180,7 @@ def build_app(settings: ServeSettings, model: Servable | Replayed | None = None)
     ``model`` is given (a :class:`Replayed` model continues the log from its position; a bare
     one, from the log's end as it is now)."""
     single_threaded_kernels()
-    reload = _loader(settings)
+    reload = model_loader(settings)
     if model is None:
         model = load_replayed(settings)
     events = open_events(settings)

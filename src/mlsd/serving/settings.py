@@ -38,6 +38,8 @@ ENV = {
     "max_requests_per_connection": "MLSD_MAX_REQUESTS_PER_CONNECTION",
     "max_event_rate": "MLSD_MAX_EVENT_RATE",
     "snapshot_dir": "MLSD_SNAPSHOT_DIR",
+    "experiment": "MLSD_EXPERIMENT",
+    "exposure_log": "MLSD_EXPOSURE_LOG",
 }
 #: The ``mlsd serve`` option of each setting (what a bad keyword value is reported as).
 OPTIONS = {
@@ -53,6 +55,8 @@ OPTIONS = {
     "max_requests_per_connection": "--max-requests-per-connection",
     "max_event_rate": "--max-event-rate",
     "snapshot_dir": "--snapshot-dir",
+    "experiment": "--experiment",
+    "exposure_log": "--exposure-log",
 }
 
 
@@ -61,7 +65,9 @@ def _path_text(v: object) -> object:
 
 
 # an empty variable of these: not set
-_OPTIONAL = frozenset(("api_key", "event_log", "candidate_cache_dir", "snapshot_dir"))
+_OPTIONAL = frozenset(
+    ("api_key", "event_log", "candidate_cache_dir", "snapshot_dir", "experiment", "exposure_log")
+)
 _ONLINE_STORE = r"^(?:memory$|redis://)"
 DEFAULT_MAX_EVENT_RATE = 1000.0  # events/s for the whole service (split among its workers)
 
@@ -73,8 +79,11 @@ class ServeSettings(StrictModel):
     (0: on the event loop), the candidate cache (its directory, and whether a user's
     candidates made stale by their events are retrieved again in the background or on their
     next request), requests per keep-alive
-    connection (0: no limit), the events per second admitted (0: no limit) and where
-    snapshots of the online state go (default: beside a file event log).
+    connection (0: no limit), the events per second admitted (0: no limit), where
+    snapshots of the online state go (default: beside a file event log), an experiment
+    config (:mod:`mlsd.serving.experiment`; arms without a model serve ``model_dir``) and
+    where its exposure log goes (default: ``exposures.jsonl`` beside the event log; none
+    without either).
 
     Keyword construction as any pydantic model; a bad value raises
     :class:`~mlsd.errors.ConfigError` naming the ``mlsd serve`` option.
@@ -94,6 +103,8 @@ class ServeSettings(StrictModel):
     max_requests_per_connection: int = Field(default=DEFAULT_MAX_REQUESTS_PER_CONNECTION, ge=0)
     max_event_rate: float = Field(default=DEFAULT_MAX_EVENT_RATE, ge=0)
     snapshot_dir: Path | None = None
+    experiment: Path | None = None
+    exposure_log: Path | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -121,6 +132,10 @@ class ServeSettings(StrictModel):
             env[ENV["candidate_cache_dir"]] = str(self.candidate_cache_dir)
         if self.snapshot_dir is not None:
             env[ENV["snapshot_dir"]] = str(self.snapshot_dir)
+        if self.experiment is not None:
+            env[ENV["experiment"]] = str(self.experiment)
+        if self.exposure_log is not None:
+            env[ENV["exposure_log"]] = str(self.exposure_log)
         return env
 
     @classmethod
@@ -183,4 +198,6 @@ _EXPECTED = {
     "candidate_cache_dir": "a path",
     "candidate_refresh": "'background' or 'request'",
     "snapshot_dir": "a path",
+    "experiment": "a path",
+    "exposure_log": "a path",
 }
