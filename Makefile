@@ -31,6 +31,13 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/check_module_size.py src --max-lines 500
 	$(PY) benchmarks/update_readme.py --check
+	# the alerting rules shipped in deploy/prometheus/, and their unit tests
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool not found: install Debian's prometheus package (.ci/run does)" >&2; exit 1; }
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	@if command -v amtool >/dev/null 2>&1; then amtool check-config deploy/prometheus/alertmanager.yml; \
+	else echo "amtool not found: alertmanager.yml not checked (Debian's prometheus-alertmanager package has it)"; fi
 
 format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts

@@ -20,6 +20,7 @@ The tree::
         OnlineStoreUnavailable          the online store did not answer in time
       BrowserError (RuntimeError)       headless Chromium could not start or load a page
         BrowserNotFoundError
+      AlertDeliveryError                alerts a webhook did not accept (down, 4xx, 5xx)
     RequestTooLarge                     control flow of the service's body-size limit (413)
 """
 
@@ -167,3 +168,9 @@ class LogUnavailable(MlsdError):
 class RegistryError(MlsdError):
     """The model registry cannot do what was asked: an unknown model, version or alias, no
     previous champion to roll back to, or a registry that cannot be reached."""
+
+
+class AlertDeliveryError(MlsdError):
+    """Alerts were not delivered: the webhook (an Alertmanager receiver, or anything that
+    reads its format) refused them, or did not answer, after every try. The message names
+    the URL and the last status or connection error."""
