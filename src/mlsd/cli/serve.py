@@ -158,6 +158,22 @@ def serve(
             "<event log>.exposures.jsonl beside a file event log, else not logged.",
         ),
     ] = None,
+    monitor_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between drift checks of sampled requests' features and scores "
+            "against the training reference (gauges mlsd_drift_* and "
+            "mlsd_data_quality_issues on /metrics; alerting rules in deploy/prometheus/). "
+            "0: off.",
+        ),
+    ] = 15.0,
+    feature_fault: Annotated[
+        str | None,
+        typer.Option(
+            help="Drill: serve these features as constants (NAME=VALUE[,...], e.g. a "
+            "feature pipeline sending zeros), to see the data-quality alert fire.",
+        ),
+    ] = None,
 ) -> None:
     """Serve a model bundle over HTTP until interrupted (OpenAPI docs at /docs).
 
@@ -195,6 +211,8 @@ def serve(
         snapshot_dir=snapshot_dir,
         experiment=_resolved_experiment(experiment, registry_uri) if experiment else None,
         exposure_log=exposure_log,
+        monitor_interval=monitor_interval,
+        feature_fault=feature_fault,
     )
 
     def ready(what: str) -> None:

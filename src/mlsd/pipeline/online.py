@@ -10,10 +10,13 @@ request that waited past the queue budget is answered with the popular fallback 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from mlsd.pipeline.cold_start import cold_scores
+from mlsd.pipeline.data import ids
 from mlsd.pipeline.explain import served_items
 from mlsd.pipeline.ndcg import mixed_scores
 from mlsd.pipeline.parts import Parts
@@ -72,6 +75,9 @@ def serve(p: Parts, user_id: int, k: int, ctx: RequestCtx, explain: bool = False
                 x = p.ranking.request_matrix(
                     int(user_id), items, rfeat, ctx.time_ms, ctx.device, ctx.surface
                 )
+                if p.feature_faults:  # an injected fault: a feature pipeline sends constants
+                    x = _inject(x, p.ranking.feature_names_ + p.retrieval.feature_names_,
+                                p.feature_faults)  # fmt: skip
                 stage["features"] = elapsed() - queued - stage["retrieval"]
             except Exception as e:
                 kind = "features_failed"
@@ -101,6 +107,10 @@ def serve(p: Parts, user_id: int, k: int, ctx: RequestCtx, explain: bool = False
             items, sources = items[ok], sources[ok]
             score = -np.arange(len(items), dtype=np.float64)
         order = np.argsort(-score, kind="stable")
+        tap = p.monitor_tap
+        if tap is not None and x is not None and proba is not None:
+            top = order[:MONITOR_ROWS]
+            tap(cols, x[top], score[top])
         dense = catalog.index_of(items[order])
         known = dense >= 0
         slate = Slate.from_arrays(dense[known], score[order][known], source=sources[order][known])
@@ -152,3 +162,50 @@ def fallback(
         stage_ms=stage,
         n_candidates=len(picks),
     )
+
+
+#: (feature names, rows, scores): what the monitor's tap receives and its reference holds.
+MonitorReference = tuple[list[str], np.ndarray, np.ndarray]
+#: The monitor's tap: called by ``serve`` with the top ranked rows of a ranked request.
+Tap = Callable[[list[str], np.ndarray, np.ndarray], None]
+MONITOR_ROWS = 10  # rows of a request the monitor tap sees: the top of the ranked list
+
+
+def _inject(x: np.ndarray, cols: list[str], faults: dict[str, float]) -> np.ndarray:
+    x = np.array(x, copy=True)
+    for name, value in faults.items():
+        if name in cols:
+            x[:, cols.index(name)] = value
+    return x
+
+
+def monitor_reference(p: Any, n_users: int = 300, seed: int = 0) -> MonitorReference:
+    """The drift monitor's reference: (feature names, rows, scores) of the top ranked
+    candidates ``serve`` gives up to ``n_users`` training users (a seeded sample) over the
+    training data's last day, before any online event: the distribution the model was built
+    on, as the service computes it."""
+    p._check()
+    users = np.unique(ids(p.dataset_.events, "user_id"))
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(users, min(n_users, len(users)), replace=False)
+    rows: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    names: list[str] = []
+
+    def collect(cols: list[str], x: np.ndarray, score: np.ndarray) -> None:
+        names[:] = cols
+        rows.append(np.asarray(x, np.float64))
+        scores.append(np.asarray(score, np.float64))
+
+    tap, faults = p.monitor_tap, p.feature_faults
+    p.monitor_tap, p.feature_faults = collect, {}
+    try:
+        # over the last day of the data: request-time features take their usual spread
+        times = int(p.now_ms_) - rng.integers(0, 86_400_000, len(pick))
+        for u, t in zip(pick.tolist(), times.tolist(), strict=True):
+            p.serve(int(u), 10, RequestCtx(time_ms=int(t)))
+    finally:
+        p.monitor_tap, p.feature_faults = tap, faults
+    if not rows:
+        return names, np.empty((0, 0)), np.empty(0)
+    return names, np.concatenate(rows), np.concatenate(scores)

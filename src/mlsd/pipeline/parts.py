@@ -4,7 +4,7 @@ all; the paths depend on this protocol, not on the class that composes them."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,3 +36,5 @@ class Parts(Protocol):
     now_ms_: int
     lock: ReadWriteLock
     n_unknown_users_: int
+    monitor_tap: Any  # online.Tap | None
+    feature_faults: dict[str, float]

@@ -3,16 +3,11 @@ and rule chains. Generic over the system: the video recommender
 (:class:`~mlsd.pipeline.Recommender`) is one assembly; another system hands its own sources,
 features and rules to the same stages.
 
-Training (:meth:`TwoStage.fit`) follows the book's advice on label leakage: the training log is
-cut once more (:mod:`.labels`); retrieval is fitted on the part before the cut, the candidates
-it would have served at the cut are labelled by what each user did after it (:mod:`.training`)
-and the ranker learns on them with point-in-time features; finally retrieval is refitted on the
-whole log for serving and the online features are materialized.
+Training (:meth:`TwoStage.fit`, :mod:`.training`) cuts the log once more against label
+leakage (:mod:`.labels`) and learns the ranker on the candidates served at the cut.
 
-Serving (:meth:`TwoStage.serve`, :mod:`.online`) and batch recommendation (:mod:`.batch`) run
-the same stages. Reads and writes (:meth:`TwoStage.apply_events`) are serialised by one
-readers-writer lock (thread-safe). The online state that events change can be snapshot and
-restored (:mod:`.snapshot`), rewritten to a store that lost it, and inspected per user.
+Serving (:mod:`.online`) and batch recommendation (:mod:`.batch`) run the same stages under
+one readers-writer lock; the online state can be snapshot and restored (:mod:`.snapshot`).
 """
 
 from __future__ import annotations
@@ -40,6 +35,7 @@ from mlsd.pipeline.config import StagesConfig
 from mlsd.pipeline.data import as_dataset, ids
 from mlsd.pipeline.guard import choose_order
 from mlsd.pipeline.labels import incremental_refit, label_split, log_end
+from mlsd.pipeline.online import MonitorReference
 from mlsd.pipeline.ranking import RankingStage
 from mlsd.pipeline.retrieval import NO_HISTORY_USER, RetrievalStage
 from mlsd.pipeline.servable import ServingOptions
@@ -85,6 +81,10 @@ class TwoStage:
     fingerprint of the content, :mod:`.version`), ``stats``, ``popular_ids_`` (the fallback
     order), and the stages' state: ``retrieval``, ``ranking``, ``state``, ``cache``.
     """
+
+    # the monitor's tap and injected feature faults: see mlsd.pipeline.online
+    monitor_tap: online.Tap | None = None
+    feature_faults: dict[str, float] = {}  # noqa: RUF012 - replaced, never mutated
 
     def __init__(
         self,
@@ -348,6 +348,10 @@ class TwoStage:
             self.cache.store_rows(users, cand)
         return len(users)
 
+    def monitor_reference(self, n_users: int = 300, seed: int = 0) -> MonitorReference:
+        """The drift monitor's reference (see :func:`.online.monitor_reference`)."""
+        return online.monitor_reference(self, n_users, seed)
+
     def history_of(self, user_id: int, n: int = 10) -> np.ndarray:
         """The user's most recent positive item ids, newest first."""
         items = self.retrieval.history_.recent(np.array([user_id], np.int64), n)[0][0]
@@ -362,11 +366,8 @@ class TwoStage:
             return snapshot.dump(self)
 
     def restore_online(self, blob: bytes) -> None:
-        """Replace the online state by a snapshot of this model version (from
-        :meth:`online_snapshot`), under the write lock: the online store is rewritten to hold
-        what applying the same events would have written, and the candidate cache forgets
-        every user with online events. Raises :class:`~mlsd.errors.BundleError` for another
-        version (naming both), another snapshot format, or bytes that are no snapshot."""
+        """Replace the online state by a snapshot of this version (see :mod:`.snapshot`),
+        under the write lock; :class:`~mlsd.errors.BundleError` for any other bytes."""
         self._check()
         payload = snapshot.load(blob, self.version)
         with self.lock.write():
@@ -374,9 +375,8 @@ class TwoStage:
             self.mark_populated()
 
     def rewrite_online_store(self) -> int:
-        """Write every stored entity's record from the in-process state to the online store
-        (e.g. to a Redis that came back empty), then its population marker (this version).
-        Returns the records written; OnlineStoreUnavailable when the store is down."""
+        """Write every stored entity's record from the in-process state to the online store,
+        then its population marker; returns the records written."""
         self._check()
         with self.lock.write():  # serialised with apply_events, which writes records too
             n = sum(self.ranking.online_.rewrite_store().values())

@@ -55,6 +55,7 @@ def create_app(
     max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION,
     model_threads: int = DEFAULT_MODEL_THREADS,
     fast_path: bool = True,
+    monitor_interval_s: float = 0.0,
 ) -> FastAPI:
     """Build the service around a loaded ``model``.
 
@@ -70,7 +71,7 @@ def create_app(
     bounds a keep-alive connection's requests (see :class:`~.middleware.ConnectionRecycle`).
     ``fast_path`` False sends every request through FastAPI (see
     :class:`~.fast_path.FastRecommendations`; the responses are the same, the tests compare
-    them).
+    them). ``monitor_interval_s`` > 0 runs the drift monitor (:mod:`.monitor`) at that period.
 
     The app's :class:`~.state.ServiceState` is ``app.state.service``; the tailer (a daemon
     thread) starts here. Graceful shutdown needs nothing of it: in-flight requests finish
@@ -118,4 +119,9 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(operations.router)
     ingestion.start()
+    if monitor_interval_s > 0:
+        from mlsd.serving.monitor import ServiceMonitor
+
+        app.state.monitor = ServiceMonitor(holder, metrics.into, interval_s=monitor_interval_s)
+        app.state.monitor.start()
     return app

@@ -114,6 +114,7 @@ class ServingMetrics:
             self.registry = CollectorRegistry()
             MultiProcessCollector(self.registry, path=mp)
             into = None  # values go to the directory; the collector exposes them
+        self.into = into  # where a block's own metrics go (e.g. the drift monitor's)
         self.request_latency = Histogram(
             "mlsd_request_latency_seconds",
             "End-to-end handler latency.",

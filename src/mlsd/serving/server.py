@@ -108,9 +108,15 @@ def model_loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
     serving (the one path of a start, an /admin/reload and a SIGHUP reload)."""
     kwargs = load_kwargs(settings.online_store)
 
+    faults = parse_faults(settings.feature_fault)
+
     def load(model_dir: str | Path) -> Servable:
+        model = load_bundle(model_dir, **kwargs)
+        if faults:  # a drill: the feature pipeline sends these constants
+            model.feature_faults = faults
+            _say(f"feature fault injected: {settings.feature_fault}")
         return prepare(
-            load_bundle(model_dir, **kwargs),
+            model,
             candidate_cache=settings.candidate_cache,
             cache_dir=settings.candidate_cache_dir,
             stale_while_revalidate=settings.candidate_refresh == "background",
@@ -132,6 +138,20 @@ def model_loader(settings: ServeSettings) -> Callable[[str | Path], Servable]:
         return experiment.ExperimentServable(config, arms, exposures)
 
     return load_experiment
+
+
+def parse_faults(text: str | None) -> dict[str, float]:
+    """``NAME=VALUE[,NAME=VALUE]`` (``--feature-fault``) as a dict; ConfigError otherwise."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value) if sep else 0.0
+        except ValueError:
+            raise ConfigError(f"--feature-fault {text!r}: expected NAME=NUMBER[,...]") from None
+    return out
 
 
 def exposure_log(settings: ServeSettings) -> Path | None:
@@ -205,6 +225,7 @@ def build_app(settings: ServeSettings, model: Servable | Replayed | None = None)
         api_key=settings.api_key,
         model_threads=settings.model_threads,
         max_requests_per_connection=settings.max_requests_per_connection,
+        monitor_interval_s=settings.monitor_interval,
     )
 
 

@@ -40,6 +40,8 @@ ENV = {
     "snapshot_dir": "MLSD_SNAPSHOT_DIR",
     "experiment": "MLSD_EXPERIMENT",
     "exposure_log": "MLSD_EXPOSURE_LOG",
+    "monitor_interval": "MLSD_MONITOR_INTERVAL",
+    "feature_fault": "MLSD_FEATURE_FAULT",
 }
 #: The ``mlsd serve`` option of each setting (what a bad keyword value is reported as).
 OPTIONS = {
@@ -57,6 +59,8 @@ OPTIONS = {
     "snapshot_dir": "--snapshot-dir",
     "experiment": "--experiment",
     "exposure_log": "--exposure-log",
+    "monitor_interval": "--monitor-interval",
+    "feature_fault": "--feature-fault",
 }
 
 
@@ -66,7 +70,15 @@ def _path_text(v: object) -> object:
 
 # an empty variable of these: not set
 _OPTIONAL = frozenset(
-    ("api_key", "event_log", "candidate_cache_dir", "snapshot_dir", "experiment", "exposure_log")
+    (
+        "api_key",
+        "event_log",
+        "candidate_cache_dir",
+        "snapshot_dir",
+        "experiment",
+        "exposure_log",
+        "feature_fault",
+    )
 )
 _ONLINE_STORE = r"^(?:memory$|redis://)"
 DEFAULT_MAX_EVENT_RATE = 1000.0  # events/s for the whole service (split among its workers)
@@ -83,7 +95,8 @@ class ServeSettings(StrictModel):
     snapshots of the online state go (default: beside a file event log), an experiment
     config (:mod:`mlsd.serving.experiment`; arms without a model serve ``model_dir``) and
     where its exposure log goes (default: ``exposures.jsonl`` beside the event log; none
-    without either).
+    without either), the drift monitor's period in seconds (0: off) and injected feature
+    faults (a drill: ``NAME=VALUE``, the feature served as that constant).
 
     Keyword construction as any pydantic model; a bad value raises
     :class:`~mlsd.errors.ConfigError` naming the ``mlsd serve`` option.
@@ -105,6 +118,8 @@ class ServeSettings(StrictModel):
     snapshot_dir: Path | None = None
     experiment: Path | None = None
     exposure_log: Path | None = None
+    monitor_interval: float = Field(default=15.0, ge=0)
+    feature_fault: str | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -136,6 +151,9 @@ class ServeSettings(StrictModel):
             env[ENV["experiment"]] = str(self.experiment)
         if self.exposure_log is not None:
             env[ENV["exposure_log"]] = str(self.exposure_log)
+        env[ENV["monitor_interval"]] = repr(self.monitor_interval)
+        if self.feature_fault is not None:
+            env[ENV["feature_fault"]] = self.feature_fault
         return env
 
     @classmethod
@@ -200,4 +218,5 @@ _EXPECTED = {
     "snapshot_dir": "a path",
     "experiment": "a path",
     "exposure_log": "a path",
+    "feature_fault": "NAME=NUMBER[,NAME=NUMBER]",
 }

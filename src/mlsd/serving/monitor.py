@@ -1,0 +1,152 @@
+"""The service's drift monitor: a sample of served requests' feature rows and scores against
+the model's training reference, as Prometheus gauges (the names ``deploy/prometheus/rules.yml``
+alerts on; see :mod:`mlsd.monitoring.gauges`).
+
+Every ``sample_every``-th ranked request hands its top rows to the monitor through the model's
+tap (:data:`mlsd.pipeline.online.Tap`); the last ``window`` rows are kept. Every
+``interval_s`` a daemon thread compares them with the reference (``monitor_reference()``:
+the rows ``serve`` gives a sample of training users at the training data's end): drift per
+feature (:func:`mlsd.monitoring.dataset_drift`, Evidently's tests), prediction drift and data
+quality. A reload swaps the model: the monitor follows it and starts a new window. A model
+without ``monitor_reference`` (a stub, a baseline) is not monitored.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Gauge
+
+from mlsd.monitoring import data_quality, dataset_drift, gauge_samples, prediction_drift
+from mlsd.serving.service import ModelHolder
+
+__all__ = ["ServiceMonitor"]
+
+_HELP = {
+    "mlsd_drift_detected": "1 when the feature drifted from the training reference.",
+    "mlsd_drift_score": "The feature's drift statistic (a p-value or a distance, per method).",
+    "mlsd_drift_share": "Share of monitored features that drifted (0 to 1).",
+    "mlsd_prediction_drift_detected": "1 when the model's scores drifted from the reference.",
+    "mlsd_data_quality_issues": "1 per failed data-quality check of a feature, else 0.",
+    "mlsd_monitor_window_rows": "Feature rows in the monitor's current window.",
+}
+_LABELS = {"mlsd_drift_detected": ["feature"], "mlsd_drift_score": ["feature", "method"],
+           "mlsd_data_quality_issues": ["feature", "check"]}  # fmt: skip
+
+
+def _target(model: Any) -> Any:
+    """The model whose features are monitored: the model, or an experiment's first arm that
+    can be."""
+    if hasattr(model, "monitor_reference"):
+        return model
+    return next((m for m in getattr(model, "models", []) if hasattr(m, "monitor_reference")),
+                None)  # fmt: skip
+
+
+class ServiceMonitor:
+    """Samples the live model of ``holder`` and sets the drift gauges in ``registry`` (None:
+    prometheus-client's multiprocess directory, the worst worker's value shown)."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        registry: CollectorRegistry | None,
+        *,
+        sample_every: int = 5,
+        window: int = 5000,
+        interval_s: float = 15.0,
+        min_rows: int = 200,
+    ) -> None:
+        self.holder = holder
+        self.sample_every = max(1, sample_every)
+        self.interval_s = interval_s
+        self.min_rows = min_rows
+        self._rows: collections.deque[np.ndarray] = collections.deque(maxlen=window)
+        self._scores: collections.deque[float] = collections.deque(maxlen=window)
+        self._seen = 0
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._reference: tuple[list[str], np.ndarray, np.ndarray] | None = None
+        self.gauges = {
+            name: Gauge(name, _HELP[name], _LABELS.get(name, []), registry=registry,
+                        multiprocess_mode="livemax")
+            for name in _HELP
+        }  # fmt: skip
+        self.last: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlsd-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _tap(self, cols: list[str], x: np.ndarray, score: np.ndarray) -> None:
+        self._seen += 1  # a race between threads only shifts which request is sampled
+        if self._seen % self.sample_every:
+            return
+        with self._lock:
+            self._rows.extend(np.asarray(x, np.float64))
+            self._scores.extend(np.asarray(score, np.float64).tolist())
+
+    def _follow(self) -> None:
+        """Attach to the live model (after a start or a reload) and take its reference."""
+        model = _target(self.holder.get())
+        if model is None or model is self._model:
+            return
+        reference = model.monitor_reference()
+        with self._lock:
+            self._rows.clear()
+            self._scores.clear()
+            self._reference = reference
+            self._model = model
+        model.monitor_tap = self._tap
+
+    def check(self) -> dict[str, Any] | None:
+        """Compare the window with the reference now and set the gauges; returns what was
+        set (None: too few rows yet)."""
+        self._follow()
+        with self._lock:
+            if self._reference is None or len(self._rows) < self.min_rows:
+                self.gauges["mlsd_monitor_window_rows"].set(len(self._rows))
+                return None
+            cur = np.vstack(list(self._rows))
+            cur_scores = np.asarray(self._scores)
+        names, ref, ref_scores = self._reference
+        # the request's own time and device describe the traffic, not the data pipelines
+        keep = [j for j, n in enumerate(names) if not n.startswith("context_")]
+        kinds = {names[j]: "num" for j in keep}
+        reference = {names[j]: ref[:, j] for j in keep}
+        current = {names[j]: cur[:, j] for j in keep}
+        drift = dataset_drift(reference, current, kinds)
+        quality = data_quality(reference, current, kinds)
+        pred = prediction_drift(ref_scores, cur_scores)
+        samples = gauge_samples(drift, quality, pred, len(cur))
+        for name, values in samples.items():
+            g = self.gauges[name]
+            if name in _LABELS:
+                g.clear()  # a feature's method can change with the window's size
+                for labels, v in values:
+                    g.labels(**labels).set(v)
+            else:
+                g.set(values[0][1])
+        self.last = {
+            "drift_share": drift.drifted_share,
+            "prediction_drifted": pred.drifted,
+            "quality": [(q.column, q.check) for q in quality],
+            "rows": len(cur),
+        }
+        return self.last
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.check()
+            except Exception as e:  # the monitor must never take the service down
+                self.last = {"error": f"{type(e).__name__}: {e}"[:300]}
+                time.sleep(self.interval_s)
