@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from mlsd.errors import ConfigError
 
@@ -19,6 +26,24 @@ Scale = Literal["tiny", "small", "large"]
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TasteShift(StrictModel):
+    """A scheduled, abrupt taste shift in the simulated world (see ``docs/simulator.md``).
+
+    ``start_day`` days after the start of the first window simulated with this shift configured
+    (the simulation's first day for ``simulate(cfg)``; the first continued day when a
+    continuation or the closed loop adds it to its config), the topic preferences of
+    ``share_of_users`` of the users (drawn once, deterministic for the simulation's seed and
+    ``seed``) move to other topics: each affected user's topic logits are re-assigned by a random
+    cycle over the topics (no topic keeps its own logit), blended with the old ones by
+    ``strength`` (1: a full reshuffle). It happens once.
+    """
+
+    start_day: float = Field(ge=0)
+    share_of_users: float = Field(default=1.0, gt=0, le=1)
+    strength: float = Field(default=1.0, gt=0, le=1)
+    seed: int = 0
 
 
 class SimulationConfig(StrictModel):
@@ -45,6 +70,16 @@ class SimulationConfig(StrictModel):
     # taste drift: s.d. of the change in topic logits between window start and end
     taste_drift: float = Field(default=1.2, ge=0)
     chunk_requests: int = Field(default=100_000, gt=0)
+    # a scheduled abrupt taste shift (None: tastes only drift)
+    taste_shift: TasteShift | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_shift(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # no shift: no key, so that manifests (and their bytes) stay what they were
+        out: dict[str, Any] = handler(self)
+        if out.get("taste_shift", False) is None:
+            del out["taste_shift"]
+        return out
 
     @classmethod
     def for_scale(cls, scale: str, seed: int = 0, **overrides: Any) -> SimulationConfig:
@@ -108,4 +143,12 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
 
 
 SimulationConfig.model_rebuild()
-__all__ = ["SCALES", "LabelConfig", "Scale", "SimulationConfig", "SplitConfig", "load_yaml"]
+__all__ = [
+    "SCALES",
+    "LabelConfig",
+    "Scale",
+    "SimulationConfig",
+    "SplitConfig",
+    "TasteShift",
+    "load_yaml",
+]

@@ -9,7 +9,9 @@ that manifest records, then moves it ``days`` further:
   is that of a week of the first window);
 - creators keep uploading: ``fresh_upload_share * n_videos * days / cfg.days`` new videos,
   spread over the new days, from creators weighted by their upload rate, ids after the last;
-- users keep coming back at the same mean rate per day; no user signs up.
+- users keep coming back at the same mean rate per day; no user signs up;
+- a taste shift the config schedules (``taste_shift``) happens in the window that reaches it
+  (:func:`~mlsd.data.simulate.world.schedule_taste_shift`); without one nothing changes.
 
 The new window's events are returned alone (the new data a retraining run collects); the
 entity tables are the whole world, new uploads included. Deterministic: the same manifest and
@@ -29,7 +31,7 @@ from mlsd._version import __version__
 from mlsd.config import SimulationConfig
 from mlsd.data.dataset import Dataset
 from mlsd.data.simulate import entity_tables, events_by_type, simulate_window
-from mlsd.data.simulate.world import DAY_MS, World, _titles, build_world
+from mlsd.data.simulate.world import DAY_MS, World, _titles, build_world, schedule_taste_shift
 from mlsd.errors import DataError
 
 __all__ = ["continue_world", "world_of"]
@@ -60,13 +62,15 @@ def world_of(meta: dict[str, Any]) -> World:
 
 def _extend(w: World, base: SimulationConfig, days: int, index: int) -> World:
     """``w`` moved ``days`` past its end: new window, drifted tastes, new uploads. Rates
-    (uploads, requests per user, drift) are those of ``base``, the first window's config."""
+    (uploads, requests per user, drift) are those of ``base``, the first window's config; a
+    ``base.taste_shift`` is scheduled from the first window that has it (its ``start_day``
+    counts from that window's start) and happens once, in the window that reaches it."""
     cfg = base
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xC0, index]))
     start, end = w.end_ms, w.end_ms + days * DAY_MS
     scale = days / cfg.days
     drift = cfg.taste_drift * math.sqrt(scale)
-    taste_start = w.taste_end
+    taste_start = w.final_tastes()
     taste_end = (taste_start + rng.normal(0.0, drift, taste_start.shape)).astype(np.float32)
 
     n_new = round(cfg.fresh_upload_share * cfg.n_videos * scale)
@@ -100,7 +104,7 @@ def _extend(w: World, base: SimulationConfig, days: int, index: int) -> World:
             "n_videos": w.n_videos + n_new,
         }
     )
-    return replace(
+    moved = replace(
         w,
         cfg=new_cfg,
         start_ms=start,
@@ -115,7 +119,10 @@ def _extend(w: World, base: SimulationConfig, days: int, index: int) -> World:
         upload_ms=np.concatenate([w.upload_ms, upload]),
         is_explicit=np.concatenate([w.is_explicit, explicit]),
         title_words=np.concatenate([w.title_words, words]),
+        taste_shift_ms=None,
+        taste_shift_map=None,
     )
+    return schedule_taste_shift(moved, base)
 
 
 def continue_world(meta: dict[str, Any], days: int, progress: Any | None = None) -> Dataset:

@@ -76,10 +76,17 @@ class ResponseModel:
 
     def taste_logits(self, users: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
         """Topic logits (n, n_topics) of ``users`` at ``times_ms``: a linear path in logit space
-        from ``taste_start`` (window start) to ``taste_end`` (window end)."""
-        s = self._drift_share(np.asarray(times_ms, dtype=np.float64)).astype(np.float32)[:, None]
+        from ``taste_start`` (window start) to ``taste_end`` (window end), remapped by the
+        taste shift from its instant on when one happens in this window."""
+        t = np.asarray(times_ms, dtype=np.float64)
+        s = self._drift_share(t).astype(np.float32)[:, None]
         w = self.world
-        return (1 - s) * w.taste_start[users] + s * w.taste_end[users]
+        z = (1 - s) * w.taste_start[users] + s * w.taste_end[users]
+        if w.taste_shift_ms is not None:
+            after = t >= w.taste_shift_ms
+            if after.any():
+                z[after] = w.shifted_logits(z[after], np.asarray(users)[after])
+        return z
 
     def taste(self, users: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
         """True topic preference distribution (n, n_topics), rows sum to 1."""

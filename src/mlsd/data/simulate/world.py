@@ -9,12 +9,12 @@ Ids are 1-based (``id = index + 1``) so that 0 can serve as padding in embedding
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 
-from mlsd.config import SimulationConfig
+from mlsd.config import SimulationConfig, TasteShift
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -127,6 +127,15 @@ class World:
     (n_users, n_topics) at the first and last instant of the window; ``activity`` scales the
     number of requests; ``favourites`` (n_users, 3) are creator indices a user is loyal to;
     ``video_quality`` is a per-video appeal offset; ``creator_pop`` a log-popularity.
+
+    Taste shift (``cfg.taste_shift``, see :func:`schedule_taste_shift`):
+    ``taste_shift_origin_ms`` is the start of the first window simulated with a shift
+    configured (``start_day`` counts from it), ``taste_shifted`` whether the shift has happened
+    (in this window or before). In the window where it happens, ``taste_shift_ms`` is its
+    instant and ``taste_shift_map`` (n_users, n_topics) says where each topic's logit comes
+    from afterwards (row ``u``: topic ``j`` gets the logit of topic ``map[u, j]``, blended by
+    ``taste_shift_strength``; the identity for users it spares); ``taste_start``/``taste_end``
+    stay the unshifted path. Both are None in every other window.
     """
 
     cfg: SimulationConfig
@@ -158,6 +167,12 @@ class World:
     is_explicit: np.ndarray
     title_words: np.ndarray  # (n_videos, 5) int16 codes into the word vocabulary, -1 = none
     vocab: tuple[str, ...]
+    # taste shift (all unset without one)
+    taste_shift_origin_ms: int | None = None
+    taste_shifted: bool = False
+    taste_shift_ms: int | None = None
+    taste_shift_map: np.ndarray | None = None
+    taste_shift_strength: float = 1.0
 
     @property
     def n_users(self) -> int:
@@ -174,6 +189,22 @@ class World:
     def video_log_popularity(self) -> np.ndarray:
         """Prior log-popularity of each video: creator reach plus the video's own quality."""
         return self.creator_pop[self.video_creator] + 1.2 * self.video_quality
+
+    def shifted_logits(self, z: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Topic logits ``z`` (n, n_topics) of ``users`` (n,) after this window's taste shift
+        (``z`` itself when there is none in this window)."""
+        if self.taste_shift_map is None:
+            return z
+        a = self.taste_shift_strength
+        moved = np.take_along_axis(z, self.taste_shift_map[users], axis=1)
+        return ((1 - a) * z + a * moved).astype(np.float32)
+
+    def final_tastes(self) -> np.ndarray:
+        """Topic logits (n_users, n_topics) at the window's end: ``taste_end``, shifted when the
+        taste shift happened in this window. The next window starts from them."""
+        if self.taste_shift_map is None:
+            return self.taste_end
+        return self.shifted_logits(self.taste_end, np.arange(self.n_users))
 
 
 def parse_start(start: str) -> int:
@@ -260,7 +291,7 @@ def build_world(cfg: SimulationConfig) -> World:
     is_explicit = rng_v.random(nv) < cfg.explicit_share
     vocab, title_words = _titles(rng_v, topics, video_topic, video_topic2)
 
-    return World(
+    world = World(
         cfg=cfg, start_ms=start, end_ms=end, topics=topics,
         signup_ms=signup, country=country, age=age, device=device,
         allows_explicit=allows_explicit, activity=activity,
@@ -271,6 +302,47 @@ def build_world(cfg: SimulationConfig) -> World:
         video_quality=video_quality, duration_s=duration, upload_ms=upload,
         is_explicit=is_explicit, title_words=title_words, vocab=vocab,
     )  # fmt: skip
+    return schedule_taste_shift(world, cfg)
+
+
+def schedule_taste_shift(w: World, cfg: SimulationConfig) -> World:
+    """``w`` (a window with no shift recorded yet) with ``cfg.taste_shift`` scheduled.
+
+    The shift is due ``start_day`` days after ``w.taste_shift_origin_ms`` (set to this window's
+    start when the world had no shift configured before). It happens once: in the first window
+    that reaches the due instant (at that instant, or at the window's start when an earlier
+    window ran without the shift configured). ``w`` itself when ``cfg`` has no shift.
+    """
+    shift = cfg.taste_shift
+    if shift is None or w.taste_shifted:
+        return w
+    origin = w.start_ms if w.taste_shift_origin_ms is None else w.taste_shift_origin_ms
+    due = origin + round(shift.start_day * DAY_MS)
+    if due >= w.end_ms:
+        return replace(w, taste_shift_origin_ms=origin)
+    return replace(
+        w,
+        taste_shift_origin_ms=origin,
+        taste_shifted=True,
+        taste_shift_ms=max(due, w.start_ms),
+        taste_shift_map=taste_shift_map(cfg.seed, shift, w.n_users, len(w.topics)),
+        taste_shift_strength=shift.strength,
+    )
+
+
+def taste_shift_map(seed: int, shift: TasteShift, n_users: int, k: int) -> np.ndarray:
+    """(n_users, k) topic maps of a taste shift: for ``share_of_users`` of the users (drawn
+    without replacement), a uniformly random k-cycle over the topics (every topic takes another
+    topic's logit); the identity for the others. Deterministic for ``seed`` and ``shift.seed``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A1F7, shift.seed]))
+    out = np.broadcast_to(np.arange(k, dtype=np.int16), (n_users, k)).copy()
+    hit = rng.permutation(n_users)[: round(shift.share_of_users * n_users)]
+    order = np.argsort(rng.random((len(hit), k)), axis=1).astype(np.int16)
+    cycle = np.empty_like(order)
+    # topic order[i] takes the logit of topic order[i + 1]: one cycle through all k topics
+    np.put_along_axis(cycle, order, np.roll(order, -1, axis=1), axis=1)
+    out[hit] = cycle
+    return out
 
 
 def _favourites(
