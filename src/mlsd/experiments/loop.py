@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from mlsd.config import LabelConfig
+from mlsd.config import LabelConfig, TasteShift
 from mlsd.data.simulate import ResponseModel, requests, slate_events
 from mlsd.data.simulate.continuation import _config_of, _extend, world_of
 from mlsd.data.simulate.policy import LoggingPolicy
@@ -116,18 +116,24 @@ def closed_loop(
     days: int = 7,
     seed: int = 0,
     say: Callable[[str], None] | None = None,
+    shift: TasteShift | None = None,
+    on_day: Callable[[int, pa.Table], None] | None = None,
 ) -> LoopResult:
     """Run ``days`` simulated days after the dataset whose manifest is ``meta``: each day the
     world's users visit (the simulator's request process), ``client`` chooses their slates,
     they respond as the response model says, and the day's events go back through
     ``client.send``. A servable is wrapped in :class:`InProcess`. Deterministic for ``seed``
-    and a deterministic recommender.
+    and a deterministic recommender. ``shift``: a scheduled taste shift, its ``start_day``
+    counted from the loop's first day (:class:`~mlsd.config.TasteShift`). ``on_day(day,
+    events)``: called after each day's events were sent (e.g. a monitor's daily check).
     """
     if not hasattr(client, "slates"):
         client = InProcess(client)
     assert hasattr(client, "arms") and hasattr(client, "send")
-    base = _config_of(dict(meta))
     world = world_of(dict(meta))
+    base = _config_of(dict(meta))
+    if shift is not None:  # after world_of: the shift counts from the loop's first day
+        base = base.model_copy(update={"taste_shift": shift})
     known_videos = world.n_videos  # the catalog the recommender was trained on
     start_index = len(meta.get("continuations", [])) + 1
     label = LabelConfig()
@@ -163,7 +169,10 @@ def closed_loop(
         vid = events.column("video_id").to_numpy()
         keep = vid <= known_videos
         out.unsent += int((~keep).sum())
-        client.send(events.filter(pa.array(keep)) if not keep.all() else events)
+        sent = events.filter(pa.array(keep)) if not keep.all() else events
+        client.send(sent)
+        if on_day is not None:
+            on_day(day, sent)
         valid = resp.play & _valid(resp.watch_seconds, world.duration_s[slates], label)
         for name, values in (
             ("requests", np.ones(len(users))),

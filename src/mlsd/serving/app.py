@@ -86,7 +86,13 @@ def create_app(
         metrics=metrics,
         options=ingest,
     )
+    monitor = None
+    if monitor_interval_s > 0:
+        from mlsd.serving.monitor import ServiceMonitor
+
+        monitor = ServiceMonitor(holder, metrics.into, interval_s=monitor_interval_s)
     state = ServiceState(
+        monitor=monitor,
         holder=holder,
         metrics=metrics,
         calls=ModelCalls(model_threads),
@@ -119,9 +125,6 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(operations.router)
     ingestion.start()
-    if monitor_interval_s > 0:
-        from mlsd.serving.monitor import ServiceMonitor
-
-        app.state.monitor = ServiceMonitor(holder, metrics.into, interval_s=monitor_interval_s)
-        app.state.monitor.start()
+    if state.monitor is not None:
+        state.monitor.start()
     return app

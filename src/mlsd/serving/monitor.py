@@ -14,6 +14,7 @@ without ``monitor_reference`` (a stub, a baseline) is not monitored.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -47,6 +48,19 @@ def _target(model: Any) -> Any:
                 None)  # fmt: skip
 
 
+def _plain(obj: Any) -> Any:
+    """JSON-ready: NumPy scalars as Python ones, tuples as lists, NaN and inf as None."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 class ServiceMonitor:
     """Samples the live model of ``holder`` and sets the drift gauges in ``registry`` (None:
     prometheus-client's multiprocess directory, the worst worker's value shown)."""
@@ -77,6 +91,7 @@ class ServiceMonitor:
             for name in _HELP
         }  # fmt: skip
         self.last: dict[str, Any] = {}
+        self._details: dict[str, Any] = {"checked_at": None}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mlsd-monitor", daemon=True)
 
@@ -135,6 +150,17 @@ class ServiceMonitor:
                     g.labels(**labels).set(v)
             else:
                 g.set(values[0][1])
+        self._details = _plain(
+            {
+                "checked_at": time.time(),
+                "model_version": getattr(self._model, "version", None),
+                "reference_rows": len(ref),
+                "rows": len(cur),
+                "drift": dataclasses.asdict(drift),
+                "prediction": dataclasses.asdict(pred),
+                "quality": [dataclasses.asdict(q) for q in quality],
+            }
+        )
         self.last = {
             "drift_share": drift.drifted_share,
             "prediction_drifted": pred.drifted,
@@ -143,8 +169,16 @@ class ServiceMonitor:
         }
         return self.last
 
+    def details(self) -> dict[str, Any]:
+        """The last check, JSON-ready (``checked_at`` None before the first; ``attached``:
+        whether the monitor samples the live model yet, which it does from its first pass)."""
+        with self._lock:
+            return {**self._details, "attached": self._model is not None}
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        first = True
+        while first or not self._stop.wait(self.interval_s):
+            first = False
             try:
                 self.check()
             except Exception as e:  # the monitor must never take the service down

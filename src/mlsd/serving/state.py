@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -24,7 +24,7 @@ class ServiceState:
     ``loader(model_dir)``: a new model for ``/admin/reload`` (None: reload refused);
     ``ingestion``: the event path (durable log, admission, the tailer applying the log to the
     live model; None: events are refused); ``api_key``: the write endpoints' key (None: they
-    answer 403 to everyone)."""
+    answer 403 to everyone); ``monitor``: the drift monitor (None: off)."""
 
     holder: ModelHolder
     metrics: ServingMetrics
@@ -32,6 +32,7 @@ class ServiceState:
     loader: Callable[[str], Servable] | None = None
     ingestion: Ingestion | None = None
     api_key: str | None = None
+    monitor: Any = None  # the drift monitor (mlsd.serving.monitor), None when off
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
 
 

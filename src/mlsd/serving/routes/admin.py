@@ -45,3 +45,19 @@ async def user_state(user_id: Annotated[UserIdValue, Path()], state: Service) ->
         "log_position": ing.tailer.position if ing is not None else None,
         "lag_s": ing.tailer.lag_s() if ing is not None else 0.0,
     }
+
+
+@router.get(
+    "/monitor",
+    summary="The drift monitor's last check",
+    dependencies=[Depends(require_key)],
+    responses={**AUTH},
+)
+async def monitor(state: Service) -> dict[str, Any]:
+    """What this worker's drift monitor found at its last check against the training
+    reference: per-feature drift (method, statistic, threshold, PSI), the prediction's drift,
+    data-quality issues and the window's size (``enabled`` false when the service runs
+    without it; ``checked_at`` null before the first check with enough rows)."""
+    if state.monitor is None:
+        return {"enabled": False, "checked_at": None}
+    return {"enabled": True, **state.monitor.details()}
