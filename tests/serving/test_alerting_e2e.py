@@ -67,7 +67,7 @@ def _wait(what: str, check: Any, timeout_s: float, procs: list[subprocess.Popen[
 class _Receiver(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []  # noqa: RUF012 - one receiver per test run
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).received.append(json.loads(body))
         self.send_response(200)
