@@ -148,8 +148,11 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
 
         def firing() -> list[dict[str, Any]]:
             alerts = _get(f"http://127.0.0.1:{prom_port}/api/v1/alerts")["data"]["alerts"]
-            return [a for a in alerts
-                    if a["labels"]["alertname"] == "MlsdDataQuality" and a["state"] == "firing"]  # fmt: skip
+            return [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "MlsdDataQuality" and a["state"] == "firing"
+            ]
 
         alert = _wait("MlsdDataQuality firing in Prometheus", firing, 90, procs)[0]
         assert alert["labels"]["job"] == "mlsd"
