@@ -172,6 +172,8 @@ class ExperimentArm(_Strict):
     name: str = Field(description="The experiment's name.")
     arm: str = Field(description="The arm the user is assigned to (a hash of user and salt).")
 
+    model_config = _examples({"name": "pipeline-vs-mostpop", "arm": "pipeline"})
+
 
 class RecommendationResponse(_Strict):
     user_id: IdOut
