@@ -14,6 +14,7 @@ import yaml
 
 from mlsd.monitoring import GAUGES
 from mlsd.serving.metrics import ServingMetrics
+from mlsd.serving.monitor import MONITOR_GAUGES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
@@ -30,6 +31,7 @@ def test_every_alert_has_severity_summary_and_description() -> None:
     names = [r["alert"] for r in _rules()]
     assert names == [
         "MlsdFeatureDrift",
+        "MlsdOnlineMetricDrift",
         "MlsdDataQuality",
         "MlsdHighErrorRate",
         "MlsdHighLatencyP99",
@@ -42,7 +44,7 @@ def test_every_alert_has_severity_summary_and_description() -> None:
 
 
 def test_rules_read_only_metrics_the_service_exposes() -> None:
-    exposed = set(GAUGES)
+    exposed = set(GAUGES) | set(MONITOR_GAUGES)
     for m in ServingMetrics().registry.collect():
         exposed.update(m.name + s for s in SUFFIXES.get(m.type, [""]))
     used = {n for r in _rules() for n in re.findall(r"\bmlsd_[a-z0-9_]+", r["expr"])}

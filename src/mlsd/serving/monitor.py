@@ -5,10 +5,12 @@ alerts on; see :mod:`mlsd.monitoring.gauges`).
 Every ``sample_every``-th ranked request hands its top rows to the monitor through the model's
 tap (:data:`mlsd.pipeline.online.Tap`); the last ``window`` rows are kept. Every
 ``interval_s`` a daemon thread compares them with the reference (``monitor_reference()``:
-the rows ``serve`` gives a sample of training users at the training data's end): drift per
-feature (:func:`mlsd.monitoring.dataset_drift`, Evidently's tests), prediction drift and data
-quality. A reload swaps the model: the monitor follows it and starts a new window. A model
-without ``monitor_reference`` (a stub, a baseline) is not monitored.
+the rows ``serve`` gives a sample of training users over the training data's last day): drift
+per feature (:func:`mlsd.monitoring.dataset_drift`, Evidently's tests), prediction drift and
+data quality. The events the service applies feed the online-metric check (the CTR of the
+latest day of event time against the days before it: :mod:`mlsd.monitoring.online`). A
+reload swaps the model: the monitor follows it and starts a new window. A model without
+``monitor_reference`` (a stub, a baseline) is not feature-monitored.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge
 
 from mlsd.monitoring import data_quality, dataset_drift, gauge_samples, prediction_drift
+from mlsd.monitoring.online import OnlineMetrics
 from mlsd.serving.service import ModelHolder
 
-__all__ = ["ServiceMonitor"]
+__all__ = ["MONITOR_GAUGES", "ServiceMonitor"]
 
 _HELP = {
     "mlsd_drift_detected": "1 when the feature drifted from the training reference.",
@@ -34,7 +37,13 @@ _HELP = {
     "mlsd_prediction_drift_detected": "1 when the model's scores drifted from the reference.",
     "mlsd_data_quality_issues": "1 per failed data-quality check of a feature, else 0.",
     "mlsd_monitor_window_rows": "Feature rows in the monitor's current window.",
+    "mlsd_online_ctr": "Plays per impression served in the latest period of event time.",
+    "mlsd_online_ctr_baseline": "Mean plays per impression of the periods before the latest.",
+    "mlsd_online_metric_drift_detected": "1 when the latest period's CTR fell far below "
+    "the baseline's (mlsd.monitoring.online).",
 }
+#: Every gauge the monitor sets (what deploy/prometheus/rules.yml may alert on).
+MONITOR_GAUGES = tuple(_HELP)
 _LABELS = {"mlsd_drift_detected": ["feature"], "mlsd_drift_score": ["feature", "method"],
            "mlsd_data_quality_issues": ["feature", "check"]}  # fmt: skip
 
@@ -76,6 +85,7 @@ class ServiceMonitor:
         min_rows: int = 200,
     ) -> None:
         self.holder = holder
+        self.online = OnlineMetrics()
         self.sample_every = max(1, sample_every)
         self.interval_s = interval_s
         self.min_rows = min_rows
@@ -111,7 +121,10 @@ class ServiceMonitor:
 
     def _follow(self) -> None:
         """Attach to the live model (after a start or a reload) and take its reference."""
-        model = _target(self.holder.get())
+        live = self.holder.get()
+        if getattr(live, "events_tap", None) is None:
+            live.events_tap = self.online.observe  # type: ignore[attr-defined]
+        model = _target(live)
         if model is None or model is self._model:
             return
         reference = model.monitor_reference()
@@ -126,6 +139,7 @@ class ServiceMonitor:
         """Compare the window with the reference now and set the gauges; returns what was
         set (None: too few rows yet)."""
         self._follow()
+        self._check_online()
         with self._lock:
             if self._reference is None or len(self._rows) < self.min_rows:
                 self.gauges["mlsd_monitor_window_rows"].set(len(self._rows))
@@ -134,12 +148,22 @@ class ServiceMonitor:
             cur_scores = np.asarray(self._scores)
         names, ref, ref_scores = self._reference
         # the request's own time and device describe the traffic, not the data pipelines
-        keep = [j for j, n in enumerate(names) if not n.startswith("context_")]
-        kinds = {names[j]: "num" for j in keep}
+        # and a feature the reference never has (a source left out of this model) says nothing
+        keep = [
+            j
+            for j, n in enumerate(names)
+            if not n.startswith("context_") and np.isfinite(ref[:, j]).any()
+        ]
         reference = {names[j]: ref[:, j] for j in keep}
         current = {names[j]: cur[:, j] for j in keep}
-        drift = dataset_drift(reference, current, kinds)
-        quality = data_quality(reference, current, kinds)
+        # drift where both have values; a feature gone all-null is data quality's finding
+        both = [names[j] for j in keep if np.isfinite(cur[:, j]).any()]
+        drift = dataset_drift(
+            {n: reference[n] for n in both},
+            {n: current[n] for n in both},
+            dict.fromkeys(both, "num"),
+        )
+        quality = data_quality(reference, current, {names[j]: "num" for j in keep})
         pred = prediction_drift(ref_scores, cur_scores)
         samples = gauge_samples(drift, quality, pred, len(cur))
         for name, values in samples.items():
@@ -168,6 +192,16 @@ class ServiceMonitor:
             "rows": len(cur),
         }
         return self.last
+
+    def _check_online(self) -> None:
+        o = self.online.check()
+        if o is None:
+            return
+        self.gauges["mlsd_online_ctr"].set(o.ctr)
+        self.gauges["mlsd_online_ctr_baseline"].set(o.baseline_ctr or 0.0)
+        self.gauges["mlsd_online_metric_drift_detected"].set(float(o.drifted))
+        with self._lock:
+            self._details["online"] = _plain(dataclasses.asdict(o))
 
     def details(self) -> dict[str, Any]:
         """The last check, JSON-ready (``checked_at`` None before the first; ``attached``:

@@ -134,6 +134,7 @@ def apply_records(model: Servable, records: list[dict[str, Any]]) -> int:
         return skipped
     try:
         model.apply_events(table)
+        _observe(model, table)
         return skipped
     except Exception as e:
         log.warning("applying %d events failed (%s); applying them one by one", len(records), e)
@@ -143,7 +144,19 @@ def apply_records(model: Servable, records: list[dict[str, Any]]) -> int:
         except Exception as e:
             skipped += 1
             log.error("event %s left out: the model cannot apply it: %s", _event_id(table, i), e)
+    _observe(model, table)
     return skipped
+
+
+def _observe(model: Servable, table: Any) -> None:
+    """Hand applied events to the drift monitor's online metrics (its ``events_tap`` on the
+    live model, when it runs; see mlsd.serving.monitor); never fails the apply."""
+    tap = getattr(model, "events_tap", None)
+    if tap is not None:
+        try:
+            tap(table)
+        except Exception as e:
+            log.warning("the monitor's events tap failed: %s", e)
 
 
 def _event_id(table: Any, i: int) -> str:
