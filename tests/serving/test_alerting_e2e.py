@@ -166,9 +166,19 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
         assert got["labels"]["instance"] == f"127.0.0.1:{mlsd_port}"
         # the service says which check failed where
         d = _get_admin(base)
-        assert {"column": "video_age_h", "check": "zeros"}.items() <= next(
-            q for q in d["quality"] if q["column"] == "video_age_h" and q["check"] == "zeros"
-        ).items()
+        assert any(q["column"] == "video_age_h" and q["check"] == "zeros" for q in d["quality"])
+        # and `mlsd monitor` reports it and posts the alert itself (exit 1: an alert fires)
+        n = len(received)
+        run = subprocess.run(
+            [mlsd, "monitor", "--url", base, "--out", str(tmp_path / "report"),
+             "--alert-webhook", hook],
+            env={**os.environ, "MLSD_API_KEY": "k"}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "FIRING MlsdDataQuality" in run.stdout
+        assert "video_age_h" in (tmp_path / "report" / "report.html").read_text()
+        posted = [a for body in received[n:] for a in body.get("alerts", [])]
+        assert any(a["labels"]["alertname"] == "MlsdDataQuality" for a in posted)
     finally:
         for p in procs:
             p.terminate()

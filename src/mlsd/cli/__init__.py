@@ -17,6 +17,7 @@ from mlsd.cli.evaluate import evaluate_app
 from mlsd.cli.experiment import experiment_app
 from mlsd.cli.features import features_app
 from mlsd.cli.models import recommend, train
+from mlsd.cli.monitor import monitor
 from mlsd.cli.registry import models_app
 from mlsd.cli.retrain import retrain
 from mlsd.cli.serve import bench_app, serve
@@ -38,6 +39,7 @@ app.command("demo")(demo)
 app.command("serve")(serve)
 app.command("simulate")(simulate)
 app.command("retrain")(retrain)
+app.command("monitor")(monitor)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(features_app, name="features")

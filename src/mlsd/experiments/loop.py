@@ -104,6 +104,14 @@ class InProcess:
         self.model.apply_events(events)
 
 
+@dataclass
+class _Resp:
+    play: np.ndarray
+    watch_seconds: np.ndarray
+    like: np.ndarray
+    dislike: np.ndarray
+
+
 def _valid(watch: np.ndarray, duration: np.ndarray, cfg: LabelConfig) -> np.ndarray:
     short = duration < cfg.short_video_seconds
     return (watch >= cfg.min_watch_seconds) | (short & (watch >= cfg.min_completion * duration))
@@ -118,6 +126,7 @@ def closed_loop(
     say: Callable[[str], None] | None = None,
     shift: TasteShift | None = None,
     on_day: Callable[[int, pa.Table], None] | None = None,
+    apply_every_ms: int = 3_600_000,
 ) -> LoopResult:
     """Run ``days`` simulated days after the dataset whose manifest is ``meta``: each day the
     world's users visit (the simulator's request process), ``client`` chooses their slates,
@@ -126,6 +135,8 @@ def closed_loop(
     and a deterministic recommender. ``shift``: a scheduled taste shift, its ``start_day``
     counted from the loop's first day (:class:`~mlsd.config.TasteShift`). ``on_day(day,
     events)``: called after each day's events were sent (e.g. a monitor's daily check).
+    ``apply_every_ms``: the requests of each such span of simulated time are served, then
+    their events sent, before the next span's (default: an hour).
     """
     if not hasattr(client, "slates"):
         client = InProcess(client)
@@ -152,27 +163,41 @@ def closed_loop(
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x100B, day]))
         users, t, surface, device = requests(world, rng)
         s = base.slate_size
-        got, arm = client.slates(
-            users + 1, t, np.asarray(SURFACES)[surface], np.asarray(DEVICES)[device], s
-        )
-        user_arm[users] = arm
-        slates = np.where(got > 0, got - 1, -1)
-        empty = slates < 0
-        if empty.any():  # the platform's own slate fills what a model left empty
-            fill, _ = policy.slates(users, t, s, rng)
-            slates[empty] = fill[empty]
-            out.filled += int(empty.sum())
-        resp = response.respond(users, t, slates, rng)
-        ids = np.arange(request_id, request_id + len(users), dtype=np.int64)
-        request_id += len(users)
-        events = slate_events(users, t, ids, surface, device, slates, resp)
-        vid = events.column("video_id").to_numpy()
-        keep = vid <= known_videos
-        out.unsent += int((~keep).sum())
-        sent = events.filter(pa.array(keep)) if not keep.all() else events
-        client.send(sent)
+        # the day in chunks of ``apply_every_ms`` of simulated time: each chunk's events reach
+        # the recommender before the next chunk's requests, as a live service's would (its
+        # time-window features would be stale with one batch a day)
+        bounds = np.flatnonzero(np.diff(t // apply_every_ms)) + 1
+        parts: list[tuple[np.ndarray, ...]] = []
+        day_events: list[pa.Table] = []
+        for sl in np.split(np.arange(len(users)), bounds):
+            u, tt, sf, dv = users[sl], t[sl], surface[sl], device[sl]
+            got, arm_c = client.slates(
+                u + 1, tt, np.asarray(SURFACES)[sf], np.asarray(DEVICES)[dv], s
+            )
+            user_arm[u] = arm_c
+            slates_c = np.where(got > 0, got - 1, -1)
+            empty = slates_c < 0
+            if empty.any():  # the platform's own slate fills what a model left empty
+                fill, _ = policy.slates(u, tt, s, rng)
+                slates_c[empty] = fill[empty]
+                out.filled += int(empty.sum())
+            resp_c = response.respond(u, tt, slates_c, rng)
+            ids = np.arange(request_id, request_id + len(u), dtype=np.int64)
+            request_id += len(u)
+            events = slate_events(u, tt, ids, sf, dv, slates_c, resp_c)
+            keep = events.column("video_id").to_numpy() <= known_videos
+            out.unsent += int((~keep).sum())
+            sent = events.filter(pa.array(keep)) if not keep.all() else events
+            client.send(sent)
+            day_events.append(sent)
+            parts.append((slates_c, arm_c, resp_c.play, resp_c.watch_seconds, resp_c.like,
+                          resp_c.dislike))  # fmt: skip
         if on_day is not None:
-            on_day(day, sent)
+            on_day(day, pa.concat_tables(day_events))
+        slates, arm, play, watch, like, dislike = (
+            np.concatenate(x) for x in zip(*parts, strict=True)
+        )
+        resp = _Resp(play, watch, like, dislike)
         valid = resp.play & _valid(resp.watch_seconds, world.duration_s[slates], label)
         for name, values in (
             ("requests", np.ones(len(users))),
