@@ -126,10 +126,13 @@ def test_a_monitor_run_becomes_alerts_and_gauges() -> None:
     alerts = drift_alerts(drift, quality, pred, labels={"service": "mlsd"})
     assert [a.labels["alertname"] for a in alerts] == ["MlsdFeatureDrift", "MlsdDataQuality"]
     assert all(a.labels["service"] == "mlsd" for a in alerts)
-    assert "drifted: a" in alerts[0].annotations["description"]
+    assert "shifted: a" in alerts[0].annotations["description"]
     assert "b nulls" in alerts[1].annotations["description"]
     g = gauge_samples(drift, quality, pred, window_rows=500)
     assert g["mlsd_drift_share"] == [({}, 0.5)]
+    assert g["mlsd_drift_share_psi"] == [({}, 0.5)]  # a shifted by 1 sd: PSI far above 0.25
+    psi = dict((s[0]["feature"], s[1]) for s in g["mlsd_drift_psi"])
+    assert psi["a"] >= 0.25 > psi["b"]
     assert ({"feature": "a"}, 1.0) in g["mlsd_drift_detected"]
     assert g["mlsd_drift_score"][0][0] == {"feature": "a", "method": "ks"}
     issues = {(s[0]["feature"], s[0]["check"]): s[1] for s in g["mlsd_data_quality_issues"]}

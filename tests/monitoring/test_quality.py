@@ -86,3 +86,26 @@ def test_missing_and_empty_columns_are_named() -> None:
         data_quality(ref, ref, {"x": "num", "y": "cat"})
     with pytest.raises(DataError, match=r"'x'.*current sample has no rows"):
         data_quality(ref, {"x": np.array([])}, {"x": "num"})
+
+
+def test_declared_bounds_replace_the_reference_range() -> None:
+    rng = np.random.default_rng(0)
+    ref = {"count": rng.integers(0, 10, 1000).astype(float), "rate": rng.uniform(0, 0.5, 1000)}
+    # a counter that grew past anything in the reference is fine within its bounds; a rate
+    # above 1 is broken whatever the reference held
+    cur = {"count": rng.integers(50, 100, 1000).astype(float),
+           "rate": np.r_[rng.uniform(0, 0.5, 900), np.full(100, 1.5)]}  # fmt: skip
+    kinds = {"count": "num", "rate": "num"}
+    unbounded = {(q.column, q.check) for q in data_quality(ref, cur, kinds)}
+    assert ("count", "out_of_range") in unbounded
+    got = data_quality(ref, cur, kinds, {"count": (0.0, float("inf")), "rate": (0.0, 1.0)})
+    assert [(q.column, q.check) for q in got] == [("rate", "out_of_range")]
+
+
+def test_a_column_null_by_design_may_move_but_not_double() -> None:
+    rng = np.random.default_rng(1)
+    ref = {"rank": np.where(rng.uniform(size=1000) < 0.4, np.nan, 1.0)}
+    moved = {"rank": np.where(rng.uniform(size=1000) < 0.5, np.nan, 1.0)}
+    assert data_quality(ref, moved, {"rank": "num"}) == []
+    doubled = {"rank": np.where(rng.uniform(size=1000) < 0.9, np.nan, 1.0)}
+    assert [q.check for q in data_quality(ref, doubled, {"rank": "num"})] == ["nulls"]

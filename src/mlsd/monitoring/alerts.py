@@ -146,23 +146,22 @@ def drift_alerts(
     labels: Mapping[str, str] | None = None,
 ) -> list[Alert]:
     """The alerts a monitor run raises, named as the Prometheus rules name them:
-    ``MlsdFeatureDrift`` when the dataset or the prediction drifted, ``MlsdDataQuality`` when
-    a check failed; ``[]`` when neither. ``labels`` are added to each (e.g. the service)."""
+    ``MlsdFeatureDrift`` when at least ``share_threshold`` of the features or the prediction
+    shifted majorly (PSI >= :data:`~.drift.PSI_ALERT`), ``MlsdDataQuality`` when a check
+    failed; ``[]`` when neither. ``labels`` are added to each (e.g. the service)."""
     extra = dict(labels or {})
     out = []
-    pred = prediction is not None and prediction.drifted
-    if drift.drifted or pred:
+    pred = prediction is not None and prediction.psi_major
+    if drift.psi_alert or pred:
+        major = [c.name for c in drift.columns if c.psi_major]
         what = [
-            f"{drift.n_drifted} of {len(drift.columns)} features drifted "
-            f"({drift.drifted_share:.0%}; alert at {drift.share_threshold:.0%})"
+            f"{len(major)} of {len(drift.columns)} features shifted (PSI >= 0.25: "
+            f"{drift.psi_share:.0%}; alert at {drift.share_threshold:.0%})"
         ]
-        if drift.drifted_columns:
-            what.append("drifted: " + ", ".join(drift.drifted_columns))
+        if major:
+            what.append("shifted: " + ", ".join(major))
         if prediction is not None:
-            what.append(
-                f"prediction drift: {'yes' if pred else 'no'} "
-                f"({prediction.method} {prediction.statistic:.3g})"
-            )
+            what.append(f"prediction PSI {prediction.psi:.3g}")
         out.append(
             Alert(
                 {**extra, "alertname": "MlsdFeatureDrift", "severity": "warning"},

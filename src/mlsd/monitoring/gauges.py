@@ -6,6 +6,9 @@ labels are the ones ``deploy/prometheus/rules.yml`` alerts on:
 - ``mlsd_drift_score{feature,method}``: its drift statistic (a p-value or a distance: see
   :class:`~mlsd.monitoring.ColumnDrift`);
 - ``mlsd_drift_share``: the share of drifted features, 0 to 1;
+- ``mlsd_drift_psi{feature}``: the feature's PSI; ``mlsd_drift_share_psi``: the share of
+  features with a major shift (PSI >= 0.25), what the drift alert reads;
+- ``mlsd_prediction_psi``: the PSI of the model's scores (the alert reads >= 0.25);
 - ``mlsd_prediction_drift_detected``: 1 when the model's output drifted, else 0;
 - ``mlsd_data_quality_issues{feature,check}``: 1 per failed check, 0 for the checks that
   passed (every feature and check is present, so a cleared issue reads 0, not stale 1);
@@ -30,7 +33,10 @@ GAUGES = (
     "mlsd_drift_detected",
     "mlsd_drift_score",
     "mlsd_drift_share",
+    "mlsd_drift_psi",
+    "mlsd_drift_share_psi",
     "mlsd_prediction_drift_detected",
+    "mlsd_prediction_psi",
     "mlsd_data_quality_issues",
     "mlsd_monitor_window_rows",
 )
@@ -52,6 +58,9 @@ def gauge_samples(
             ({"feature": c.name, "method": c.method}, c.statistic) for c in drift.columns
         ],
         "mlsd_drift_share": [({}, drift.drifted_share)],
+        "mlsd_drift_psi": [({"feature": c.name}, c.psi) for c in drift.columns],
+        "mlsd_drift_share_psi": [({}, drift.psi_share)],
+        "mlsd_prediction_psi": [({}, prediction.psi if prediction is not None else 0.0)],
         "mlsd_prediction_drift_detected": [
             ({}, float(prediction is not None and prediction.drifted))
         ],

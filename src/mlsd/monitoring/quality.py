@@ -5,11 +5,15 @@ that changes) rather than the slow shifts of :mod:`.drift`.
 Checks, each at most once per column (``check`` names it; the service exports one gauge per
 column and check):
 
-- ``nulls``: the current share of nulls above the reference's plus 0.05 (so above 5% for a
-  column without nulls in the reference);
+- ``nulls``: the current share of nulls above the reference's plus 0.05 and above twice the
+  reference's (so above 5% for a column without nulls in the reference; a column null by
+  design in part, such as a candidate source's rank, moving with the candidate mix is not a
+  breakage);
 - ``out_of_range`` (numerical): more than 1% of the current non-null values outside the
+  column's declared ``bounds`` when given (a rate in [0, 1], a count >= 0), else the
   reference's ``[min, max]`` widened by 10% of its range on both sides (infinities always
-  outside; a constant reference has no width to widen);
+  outside; a constant reference has no width to widen). Declare bounds for counters: they
+  outgrow the reference's range as the world goes on, without anything being broken;
 - ``zeros`` (numerical): the share of exact zeros among non-null values up by at least 0.5
   on the reference's (a pipeline that starts sending zeros for what it cannot compute);
 - ``constant``: one distinct non-null value in the current sample (of at least two), more in
@@ -66,7 +70,9 @@ def _n_distinct(values: np.ndarray) -> int:
         return len(set(values.tolist()))
 
 
-def _column(name: str, kind: str, reference: Any, current: Any) -> list[QualityIssue]:
+def _column(
+    name: str, kind: str, reference: Any, current: Any, bounds: tuple[float, float] | None
+) -> list[QualityIssue]:
     if kind == "num":
         ref = numeric_values(name, reference, "the reference")
         cur = numeric_values(name, current, "the current sample")
@@ -77,7 +83,7 @@ def _column(name: str, kind: str, reference: Any, current: Any) -> list[QualityI
     issues = []
     ref_null, cur_null = null_mask(ref), null_mask(cur)
     ref_share, cur_share = float(ref_null.mean()), float(cur_null.mean())
-    limit = ref_share + NULL_MARGIN
+    limit = max(ref_share + NULL_MARGIN, 2 * ref_share)
     if cur_share > limit:
         issues.append(
             QualityIssue(
@@ -89,11 +95,19 @@ def _column(name: str, kind: str, reference: Any, current: Any) -> list[QualityI
             )
         )
     ref, cur = ref[~ref_null], cur[~cur_null]
-    if kind == "num" and len(cur) and np.isfinite(ref).any():
-        finite = ref[np.isfinite(ref)]
-        lo, hi = float(finite.min()), float(finite.max())
-        pad = RANGE_WIDEN * (hi - lo)
-        outside = float(np.mean((cur < lo - pad) | (cur > hi + pad) | ~np.isfinite(cur)))
+    if kind == "num" and len(cur) and (bounds is not None or np.isfinite(ref).any()):
+        if bounds is not None:
+            low, high = bounds
+            why = "declared bounds"
+        else:
+            finite = ref[np.isfinite(ref)]
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = RANGE_WIDEN * (hi - lo)
+            low, high = lo - pad, hi + pad
+            why = f"reference range [{lo:.6g}, {hi:.6g}] widened by {RANGE_WIDEN:.0%}"
+        # infinities are outside a reference's range; with declared bounds, where they are
+        bad = np.isnan(cur) if bounds is not None else ~np.isfinite(cur)
+        outside = float(np.mean((cur < low) | (cur > high) | bad))
         if outside > RANGE_SHARE:
             issues.append(
                 QualityIssue(
@@ -101,8 +115,7 @@ def _column(name: str, kind: str, reference: Any, current: Any) -> list[QualityI
                     "out_of_range",
                     outside,
                     RANGE_SHARE,
-                    f"{outside:.1%} of values outside [{lo - pad:.6g}, {hi + pad:.6g}] "
-                    f"(reference range [{lo:.6g}, {hi:.6g}] widened by {RANGE_WIDEN:.0%})",
+                    f"{outside:.1%} of values outside [{low:.6g}, {high:.6g}] ({why})",
                 )
             )
     if kind == "num" and len(cur) and len(ref):
@@ -133,10 +146,15 @@ def _column(name: str, kind: str, reference: Any, current: Any) -> list[QualityI
 
 
 def data_quality(
-    reference: Mapping[str, Any], current: Mapping[str, Any], kinds: Mapping[str, str]
+    reference: Mapping[str, Any],
+    current: Mapping[str, Any],
+    kinds: Mapping[str, str],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[QualityIssue]:
     """The failed checks (module docstring) of every column named in ``kinds`` (name -> "num"
     or "cat"), column by column in that order; ``[]`` when the current sample is clean.
+    ``bounds``: the valid ``(low, high)`` of numerical columns (either may be infinite), which
+    the range check uses instead of the reference's range.
 
     Raises :class:`~mlsd.errors.DataError` naming the columns missing from either sample, or
     a column with no rows or (for "num") not numbers; :class:`~mlsd.errors.ConfigError` for an
@@ -145,5 +163,5 @@ def data_quality(
     missing_columns(kinds, reference, current)
     issues: list[QualityIssue] = []
     for name, kind in kinds.items():
-        issues.extend(_column(name, kind, reference[name], current[name]))
+        issues.extend(_column(name, kind, reference[name], current[name], (bounds or {}).get(name)))
     return issues

@@ -34,6 +34,9 @@ _HELP = {
     "mlsd_drift_detected": "1 when the feature drifted from the training reference.",
     "mlsd_drift_score": "The feature's drift statistic (a p-value or a distance, per method).",
     "mlsd_drift_share": "Share of monitored features that drifted (0 to 1).",
+    "mlsd_drift_psi": "The feature's population stability index against the reference.",
+    "mlsd_drift_share_psi": "Share of features with a major shift (PSI >= 0.25).",
+    "mlsd_prediction_psi": "Population stability index of the model's scores.",
     "mlsd_prediction_drift_detected": "1 when the model's scores drifted from the reference.",
     "mlsd_data_quality_issues": "1 per failed data-quality check of a feature, else 0.",
     "mlsd_monitor_window_rows": "Feature rows in the monitor's current window.",
@@ -45,7 +48,23 @@ _HELP = {
 #: Every gauge the monitor sets (what deploy/prometheus/rules.yml may alert on).
 MONITOR_GAUGES = tuple(_HELP)
 _LABELS = {"mlsd_drift_detected": ["feature"], "mlsd_drift_score": ["feature", "method"],
+           "mlsd_drift_psi": ["feature"],
            "mlsd_data_quality_issues": ["feature", "check"]}  # fmt: skip
+
+
+_INF = float("inf")
+
+
+def feature_bounds(name: str) -> tuple[float, float]:
+    """The valid range of a ranking feature, by its name's convention (the registry's names:
+    ``*_rate_*`` and ``*completion*`` are shares, counters and ages are non-negative, a
+    source's rank is a position); other features (scores, affinities) any number."""
+    if "_rate_" in name or "completion" in name or name.endswith("_is_top"):
+        return (0.0, 1.0)
+    counters = ("_impressions_", "_plays_", "_valid_watches_", "_age_", "_duration_")
+    if name.startswith("rank_") or name == "n_sources" or any(c in name for c in counters):
+        return (0.0, _INF)
+    return (-_INF, _INF)
 
 
 def _target(model: Any) -> Any:
@@ -163,7 +182,12 @@ class ServiceMonitor:
             {n: current[n] for n in both},
             dict.fromkeys(both, "num"),
         )
-        quality = data_quality(reference, current, {names[j]: "num" for j in keep})
+        quality = data_quality(
+            reference,
+            current,
+            {names[j]: "num" for j in keep},
+            {names[j]: feature_bounds(names[j]) for j in keep},
+        )
         pred = prediction_drift(ref_scores, cur_scores)
         samples = gauge_samples(drift, quality, pred, len(cur))
         for name, values in samples.items():
@@ -187,6 +211,8 @@ class ServiceMonitor:
         )
         self.last = {
             "drift_share": drift.drifted_share,
+            "psi_share": drift.psi_share,
+            "prediction_psi": pred.psi,
             "prediction_drifted": pred.drifted,
             "quality": [(q.column, q.check) for q in quality],
             "rows": len(cur),
