@@ -109,3 +109,13 @@ def test_a_column_null_by_design_may_move_but_not_double() -> None:
     assert data_quality(ref, moved, {"rank": "num"}) == []
     doubled = {"rank": np.where(rng.uniform(size=1000) < 0.9, np.nan, 1.0)}
     assert [q.check for q in data_quality(ref, doubled, {"rank": "num"})] == ["nulls"]
+
+
+def test_nullable_columns_and_sparse_counters_are_not_breakages() -> None:
+    rng = np.random.default_rng(2)
+    ref = {"rank": np.where(rng.uniform(size=1000) < 0.1, np.nan, 1.0),
+           "sparse": (rng.uniform(size=1000) < 0.1).astype(float)}  # fmt: skip
+    cur = {"rank": np.where(rng.uniform(size=1000) < 0.6, np.nan, 1.0), "sparse": np.zeros(1000)}
+    kinds = {"rank": "num", "sparse": "num"}
+    assert [(q.column, q.check) for q in data_quality(ref, cur, kinds)] == [("rank", "nulls")]
+    assert data_quality(ref, cur, kinds, nullable={"rank"}) == []

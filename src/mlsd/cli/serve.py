@@ -167,6 +167,14 @@ def serve(
             "0: off.",
         ),
     ] = 15.0,
+    monitor_reference: Annotated[
+        str,
+        typer.Option(
+            help="What the monitor's drift is measured against: 'deployment' (the first full "
+            "window after the model went live) or 'training' (rows served at the training "
+            "data's end). Data quality is always checked against training.",
+        ),
+    ] = "deployment",
     feature_fault: Annotated[
         str | None,
         typer.Option(
@@ -212,6 +220,7 @@ def serve(
         experiment=_resolved_experiment(experiment, registry_uri) if experiment else None,
         exposure_log=exposure_log,
         monitor_interval=monitor_interval,
+        monitor_reference=monitor_reference,
         feature_fault=feature_fault,
     )
 

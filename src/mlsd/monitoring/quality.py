@@ -16,15 +16,19 @@ column and check):
   outgrow the reference's range as the world goes on, without anything being broken;
 - ``zeros`` (numerical): the share of exact zeros among non-null values up by at least 0.5
   on the reference's (a pipeline that starts sending zeros for what it cannot compute);
-- ``constant``: one distinct non-null value in the current sample (of at least two), more in
-  the reference.
+- ``constant``: one distinct non-null value in the current sample (of at least two), while
+  no value held half of the reference (a sparse counter that is 0 nine times in ten may well
+  read all 0 in a quiet window).
+
+Columns in ``nullable`` (null by design in part, e.g. a candidate source's rank when the
+candidate did not come from it: their share moves with the candidate mix) skip ``nulls``.
 
 Nulls are NaN (and pyarrow nulls) in numerical columns, ``None`` and NaN in categorical ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +74,23 @@ def _n_distinct(values: np.ndarray) -> int:
         return len(set(values.tolist()))
 
 
+def _modal_share(values: np.ndarray) -> float:
+    try:
+        _, counts = np.unique(values, return_counts=True)
+    except TypeError:  # mixed types that do not sort
+        counts = np.array(
+            list({v: values.tolist().count(v) for v in set(values.tolist())}.values())
+        )
+    return float(counts.max() / counts.sum()) if len(counts) else 0.0
+
+
 def _column(
-    name: str, kind: str, reference: Any, current: Any, bounds: tuple[float, float] | None
+    name: str,
+    kind: str,
+    reference: Any,
+    current: Any,
+    bounds: tuple[float, float] | None,
+    nullable: bool = False,
 ) -> list[QualityIssue]:
     if kind == "num":
         ref = numeric_values(name, reference, "the reference")
@@ -84,7 +103,7 @@ def _column(
     ref_null, cur_null = null_mask(ref), null_mask(cur)
     ref_share, cur_share = float(ref_null.mean()), float(cur_null.mean())
     limit = max(ref_share + NULL_MARGIN, 2 * ref_share)
-    if cur_share > limit:
+    if cur_share > limit and not nullable:
         issues.append(
             QualityIssue(
                 name,
@@ -130,7 +149,7 @@ def _column(
                     f"{cur_zeros:.1%} zeros (reference {ref_zeros:.1%})",
                 )
             )
-    if len(cur) >= 2 and _n_distinct(cur) == 1 and _n_distinct(ref) > 1:
+    if len(cur) >= 2 and _n_distinct(cur) == 1 and len(ref) and _modal_share(ref) < 0.5:
         only = cur[:1].tolist()[0]
         issues.append(
             QualityIssue(
@@ -150,11 +169,13 @@ def data_quality(
     current: Mapping[str, Any],
     kinds: Mapping[str, str],
     bounds: Mapping[str, tuple[float, float]] | None = None,
+    nullable: Collection[str] = (),
 ) -> list[QualityIssue]:
     """The failed checks (module docstring) of every column named in ``kinds`` (name -> "num"
     or "cat"), column by column in that order; ``[]`` when the current sample is clean.
     ``bounds``: the valid ``(low, high)`` of numerical columns (either may be infinite), which
-    the range check uses instead of the reference's range.
+    the range check uses instead of the reference's range; ``nullable``: columns whose nulls
+    are not checked (null by design in part).
 
     Raises :class:`~mlsd.errors.DataError` naming the columns missing from either sample, or
     a column with no rows or (for "num") not numbers; :class:`~mlsd.errors.ConfigError` for an
@@ -163,5 +184,14 @@ def data_quality(
     missing_columns(kinds, reference, current)
     issues: list[QualityIssue] = []
     for name, kind in kinds.items():
-        issues.extend(_column(name, kind, reference[name], current[name], (bounds or {}).get(name)))
+        issues.extend(
+            _column(
+                name,
+                kind,
+                reference[name],
+                current[name],
+                (bounds or {}).get(name),
+                name in nullable,
+            )
+        )
     return issues

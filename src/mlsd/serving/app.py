@@ -56,6 +56,7 @@ def create_app(
     model_threads: int = DEFAULT_MODEL_THREADS,
     fast_path: bool = True,
     monitor_interval_s: float = 0.0,
+    monitor_reference: str = "deployment",
 ) -> FastAPI:
     """Build the service around a loaded ``model``.
 
@@ -71,7 +72,8 @@ def create_app(
     bounds a keep-alive connection's requests (see :class:`~.middleware.ConnectionRecycle`).
     ``fast_path`` False sends every request through FastAPI (see
     :class:`~.fast_path.FastRecommendations`; the responses are the same, the tests compare
-    them). ``monitor_interval_s`` > 0 runs the drift monitor (:mod:`.monitor`) at that period.
+    them). ``monitor_interval_s`` > 0 runs the drift monitor (:mod:`.monitor`) at that period,
+    against ``monitor_reference`` ("deployment" or "training").
 
     The app's :class:`~.state.ServiceState` is ``app.state.service``; the tailer (a daemon
     thread) starts here. Graceful shutdown needs nothing of it: in-flight requests finish
@@ -90,7 +92,12 @@ def create_app(
     if monitor_interval_s > 0:
         from mlsd.serving.monitor import ServiceMonitor
 
-        monitor = ServiceMonitor(holder, metrics.into, interval_s=monitor_interval_s)
+        monitor = ServiceMonitor(
+            holder,
+            metrics.into,
+            interval_s=monitor_interval_s,
+            drift_reference=monitor_reference,
+        )
     state = ServiceState(
         monitor=monitor,
         holder=holder,

@@ -4,13 +4,25 @@ alerts on; see :mod:`mlsd.monitoring.gauges`).
 
 Every ``sample_every``-th ranked request hands its top rows to the monitor through the model's
 tap (:data:`mlsd.pipeline.online.Tap`); the last ``window`` rows are kept. Every
-``interval_s`` a daemon thread compares them with the reference (``monitor_reference()``:
-the rows ``serve`` gives a sample of training users over the training data's last day): drift
-per feature (:func:`mlsd.monitoring.dataset_drift`, Evidently's tests), prediction drift and
-data quality. The events the service applies feed the online-metric check (the CTR of the
-latest day of event time against the days before it: :mod:`mlsd.monitoring.online`). A
-reload swaps the model: the monitor follows it and starts a new window. A model without
-``monitor_reference`` (a stub, a baseline) is not feature-monitored.
+``interval_s`` a daemon thread checks them:
+
+- data quality (:func:`mlsd.monitoring.data_quality`) against the training reference
+  (``monitor_reference()``: the rows ``serve`` gives a sample of training users over the
+  training data's last day), with declared bounds per feature (:func:`feature_bounds`): a
+  broken feature pipeline is visible from the first window, the faulty one included;
+- drift of the features and of the scores (:func:`mlsd.monitoring.dataset_drift`, Evidently's
+  tests and PSI) against the drift reference: ``deployment`` (default), the first full window
+  after the model went live, or ``training``, the training reference. Why the default: the
+  served rows differ from the training log's by construction (the model concentrates
+  impressions on its own picks, which moves every counter of the items it serves), so
+  against the training reference a stable platform reads as drifted; measured in
+  docs/monitoring.md;
+- the online metric (:mod:`mlsd.monitoring.online`): the CTR of the latest day of event time,
+  from the events the service applies, against the days before it.
+
+A reload swaps the model: the monitor follows it, takes the new reference and waits for a new
+deployment baseline. A model without ``monitor_reference`` (a stub, a baseline) is not
+feature-monitored.
 """
 
 from __future__ import annotations
@@ -24,7 +36,15 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge
 
-from mlsd.monitoring import data_quality, dataset_drift, gauge_samples, prediction_drift
+from mlsd.errors import ConfigError
+from mlsd.monitoring import (
+    ColumnDrift,
+    DatasetDrift,
+    data_quality,
+    dataset_drift,
+    gauge_samples,
+    prediction_drift,
+)
 from mlsd.monitoring.online import OnlineMetrics
 from mlsd.serving.service import ModelHolder
 
@@ -67,6 +87,27 @@ def feature_bounds(name: str) -> tuple[float, float]:
     return (-_INF, _INF)
 
 
+def _drift(
+    names: list[str],
+    keep: list[int],
+    baseline: tuple[np.ndarray, np.ndarray] | None,
+    cur: np.ndarray,
+    cur_scores: np.ndarray,
+) -> tuple[DatasetDrift, ColumnDrift | None]:
+    """Feature and score drift of the window against ``baseline`` (rows, scores), over the
+    kept features with values on both sides; none (empty, None) without a baseline yet."""
+    if baseline is None:
+        return DatasetDrift((), 0.0, 0.5, False), None
+    rows, scores = baseline
+    both = [j for j in keep if np.isfinite(rows[:, j]).any() and np.isfinite(cur[:, j]).any()]
+    drift = dataset_drift(
+        {names[j]: rows[:, j] for j in both},
+        {names[j]: cur[:, j] for j in both},
+        {names[j]: "num" for j in both},
+    )
+    return drift, prediction_drift(scores, cur_scores)
+
+
 def _target(model: Any) -> Any:
     """The model whose features are monitored: the model, or an experiment's first arm that
     can be."""
@@ -102,7 +143,14 @@ class ServiceMonitor:
         window: int = 5000,
         interval_s: float = 15.0,
         min_rows: int = 200,
+        drift_reference: str = "deployment",
     ) -> None:
+        if drift_reference not in ("deployment", "training"):
+            raise ConfigError(
+                f"drift reference {drift_reference!r}: expected 'deployment' or 'training'"
+            )
+        self.drift_reference = drift_reference
+        self._baseline: tuple[np.ndarray, np.ndarray] | None = None
         self.holder = holder
         self.online = OnlineMetrics()
         self.sample_every = max(1, sample_every)
@@ -151,8 +199,18 @@ class ServiceMonitor:
             self._rows.clear()
             self._scores.clear()
             self._reference = reference
+            self._baseline = None  # a new model: a new deployment baseline
             self._model = model
         model.monitor_tap = self._tap
+
+    def roll(self) -> None:
+        """End the current window (e.g. at the end of a day): the first window of at least
+        ``min_rows`` becomes the deployment baseline; the rows are cleared."""
+        with self._lock:
+            if self._baseline is None and len(self._rows) >= self.min_rows:
+                self._baseline = (np.vstack(list(self._rows)), np.asarray(self._scores))
+            self._rows.clear()
+            self._scores.clear()
 
     def check(self) -> dict[str, Any] | None:
         """Compare the window with the reference now and set the gauges; returns what was
@@ -165,6 +223,10 @@ class ServiceMonitor:
                 return None
             cur = np.vstack(list(self._rows))
             cur_scores = np.asarray(self._scores)
+            full = len(self._rows) == self._rows.maxlen
+            if self.drift_reference == "deployment" and self._baseline is None and full:
+                self._baseline = (cur, cur_scores)  # the first full window after going live
+            baseline = self._baseline
         names, ref, ref_scores = self._reference
         # the request's own time and device describe the traffic, not the data pipelines
         # and a feature the reference never has (a source left out of this model) says nothing
@@ -173,22 +235,16 @@ class ServiceMonitor:
             for j, n in enumerate(names)
             if not n.startswith("context_") and np.isfinite(ref[:, j]).any()
         ]
-        reference = {names[j]: ref[:, j] for j in keep}
-        current = {names[j]: cur[:, j] for j in keep}
-        # drift where both have values; a feature gone all-null is data quality's finding
-        both = [names[j] for j in keep if np.isfinite(cur[:, j]).any()]
-        drift = dataset_drift(
-            {n: reference[n] for n in both},
-            {n: current[n] for n in both},
-            dict.fromkeys(both, "num"),
-        )
         quality = data_quality(
-            reference,
-            current,
+            {names[j]: ref[:, j] for j in keep},
+            {names[j]: cur[:, j] for j in keep},
             {names[j]: "num" for j in keep},
             {names[j]: feature_bounds(names[j]) for j in keep},
+            nullable={n for n in names if n.startswith("rank_") or n.endswith("_score")},
         )
-        pred = prediction_drift(ref_scores, cur_scores)
+        if self.drift_reference == "training":
+            baseline = (ref, ref_scores)
+        drift, pred = _drift(names, keep, baseline, cur, cur_scores)
         samples = gauge_samples(drift, quality, pred, len(cur))
         for name, values in samples.items():
             g = self.gauges[name]
@@ -205,15 +261,15 @@ class ServiceMonitor:
                 "reference_rows": len(ref),
                 "rows": len(cur),
                 "drift": dataclasses.asdict(drift),
-                "prediction": dataclasses.asdict(pred),
+                "prediction": dataclasses.asdict(pred) if pred is not None else None,
                 "quality": [dataclasses.asdict(q) for q in quality],
             }
         )
         self.last = {
             "drift_share": drift.drifted_share,
             "psi_share": drift.psi_share,
-            "prediction_psi": pred.psi,
-            "prediction_drifted": pred.drifted,
+            "prediction_psi": pred.psi if pred is not None else None,
+            "prediction_drifted": pred is not None and pred.drifted,
             "quality": [(q.column, q.check) for q in quality],
             "rows": len(cur),
         }

@@ -226,6 +226,7 @@ def build_app(settings: ServeSettings, model: Servable | Replayed | None = None)
         model_threads=settings.model_threads,
         max_requests_per_connection=settings.max_requests_per_connection,
         monitor_interval_s=settings.monitor_interval,
+        monitor_reference=settings.monitor_reference,
     )
 
 

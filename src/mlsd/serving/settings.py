@@ -41,6 +41,7 @@ ENV = {
     "experiment": "MLSD_EXPERIMENT",
     "exposure_log": "MLSD_EXPOSURE_LOG",
     "monitor_interval": "MLSD_MONITOR_INTERVAL",
+    "monitor_reference": "MLSD_MONITOR_REFERENCE",
     "feature_fault": "MLSD_FEATURE_FAULT",
 }
 #: The ``mlsd serve`` option of each setting (what a bad keyword value is reported as).
@@ -60,6 +61,7 @@ OPTIONS = {
     "experiment": "--experiment",
     "exposure_log": "--exposure-log",
     "monitor_interval": "--monitor-interval",
+    "monitor_reference": "--monitor-reference",
     "feature_fault": "--feature-fault",
 }
 
@@ -95,7 +97,8 @@ class ServeSettings(StrictModel):
     snapshots of the online state go (default: beside a file event log), an experiment
     config (:mod:`mlsd.serving.experiment`; arms without a model serve ``model_dir``) and
     where its exposure log goes (default: ``exposures.jsonl`` beside the event log; none
-    without either), the drift monitor's period in seconds (0: off) and injected feature
+    without either), the drift monitor's period in seconds (0: off) and drift reference
+    (:mod:`mlsd.serving.monitor`), and injected feature
     faults (a drill: ``NAME=VALUE``, the feature served as that constant).
 
     Keyword construction as any pydantic model; a bad value raises
@@ -119,6 +122,7 @@ class ServeSettings(StrictModel):
     experiment: Path | None = None
     exposure_log: Path | None = None
     monitor_interval: float = Field(default=15.0, ge=0)
+    monitor_reference: Literal["deployment", "training"] = "deployment"
     feature_fault: str | None = None
 
     def __init__(self, **data: Any) -> None:
@@ -152,6 +156,7 @@ class ServeSettings(StrictModel):
         if self.exposure_log is not None:
             env[ENV["exposure_log"]] = str(self.exposure_log)
         env[ENV["monitor_interval"]] = repr(self.monitor_interval)
+        env[ENV["monitor_reference"]] = self.monitor_reference
         if self.feature_fault is not None:
             env[ENV["feature_fault"]] = self.feature_fault
         return env
@@ -219,4 +224,5 @@ _EXPECTED = {
     "experiment": "a path",
     "exposure_log": "a path",
     "feature_fault": "NAME=NUMBER[,NAME=NUMBER]",
+    "monitor_reference": "'deployment' or 'training'",
 }
