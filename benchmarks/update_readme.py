@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _render as tables
 import _render_events as events
+import _render_experiments as experiments
 import _render_lifecycle as lifecycle
 import _render_rankers as rankers
 import _render_serving as serving
@@ -60,6 +61,9 @@ BLOCKS: dict[str, Callable[[Results], str]] = {
     "serving-redesign": serving.serving_redesign,
     "events": events.events,
     "lifecycle": lifecycle.lifecycle,
+    "experiments": experiments.experiments,
+    "experiments-pairs": experiments.experiments_pairs,
+    "monitoring": experiments.monitoring,
 }
 # The benchmark script that writes a block's results, for the placeholder when they are missing.
 SCRIPTS = {
@@ -70,6 +74,9 @@ SCRIPTS = {
     "redesign_serving": "serving.py --model BUNDLE (see docs/benchmarks.md)",
     "events_mixed": "events.py mixed --model BUNDLE (and its other scenarios)",
     "lifecycle_retrain": "lifecycle.py retrain --bundle-a BUNDLE --data DATA (and rollback)",
+    "experiments_aa": "experiments.py aa --model BUNDLE --data DATA (and ab)",
+    "experiments_pairs": "experiments.py pairs --model BUNDLE --data DATA --offline-data NEXT",
+    "monitoring_drift": "monitoring.py --model BUNDLE --data DATA",
 }
 
 

@@ -254,8 +254,12 @@ class ServiceMonitor:
                     g.labels(**labels).set(v)
             else:
                 g.set(values[0][1])
+        online = self._details.get("online")
         self._details = _plain(
             {
+                "online": online,
+                "drift_reference": self.drift_reference,
+                "baseline_rows": 0 if baseline is None else len(baseline[0]),
                 "checked_at": time.time(),
                 "model_version": getattr(self._model, "version", None),
                 "reference_rows": len(ref),
