@@ -42,6 +42,9 @@ def test_run_then_analyze(tmp_path: Path, real_bundle: Path, tiny_dataset: Path)
     assert all(0 <= v <= 1 for v in offline.values())
     a = json.loads((out / "analysis.json").read_text())
     assert len(a["pairs"]) == 3 and a["days"] == 2
+    # the re-ranking override took: that arm explores no slot, the pipeline does
+    assert a["slates"]["no-exploration"]["exploration_share"] == 0
+    assert a["slates"]["pipeline"]["exploration_share"] > 0
     md = (out / "report.md").read_text()
     assert "Offline vs online" in md and "no-exploration vs pipeline" in md
     # analysed again with the pre-period: CUPED's table appears

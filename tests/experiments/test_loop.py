@@ -75,6 +75,9 @@ def test_two_arms_split_the_users_and_the_better_model_wins(tiny: Any) -> None:
     # the arm each user was served by is the service's hash of (user, salt)
     assert (r.arm == exp.arm_of(r.user_ids)).all()
     assert len(r.days) == 3 and 0 < r.days[0]["arms"][1]["coverage"] <= 1
+    # the pipeline's re-ranking explores (10% of slots by default); the stub never does
+    assert r.days[0]["arms"][1]["exploration_share"] > 0
+    assert r.days[0]["arms"][0]["exploration_share"] == 0
     per_user = r.metrics["valid_watches"].sum(axis=1)
     assert per_user[r.arm == 1].mean() > per_user[r.arm == 0].mean()
 

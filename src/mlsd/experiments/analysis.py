@@ -193,7 +193,7 @@ def analyze(
         {
             a: {
                 k: float(np.mean([d["arms"][i][k] for d in result.days]))
-                for k in ("coverage", "creator_gini", "fresh_slot_watch_rate")
+                for k in ("coverage", "creator_gini", "exploration_share", "exploration_watch_rate")
             }
             for i, a in enumerate(arms)
         }

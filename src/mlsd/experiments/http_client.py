@@ -71,7 +71,7 @@ class HttpClient:
     # ---------------------------------------------------------------- requests --
     def slates(
         self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
         out = asyncio.run(self._slates(users, t, surface, device, k))
         self.seconds_requests += time.perf_counter() - t0
@@ -80,9 +80,10 @@ class HttpClient:
 
     async def _slates(
         self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         videos = np.full((len(users), k), -1, dtype=np.int64)
         arm = np.zeros(len(users), dtype=np.int8)
+        explore = np.zeros((len(users), k), dtype=bool)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(users)):
             queue.put_nowait(i)
@@ -108,13 +109,14 @@ class HttpClient:
                             f"{r.text[:300]}"
                         )
                     d = r.json()
-                    got = [int(it["video_id"]) for it in d["items"]][:k]
-                    videos[i, : len(got)] = got
+                    items = d["items"][:k]
+                    videos[i, : len(items)] = [int(it["video_id"]) for it in items]
+                    explore[i, : len(items)] = [bool(it["exploration"]) for it in items]
                     exp = d.get("experiment")
                     arm[i] = self._index.get(exp["arm"], 0) if exp else 0
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
-        return videos, arm
+        return videos, arm, explore
 
     # ------------------------------------------------------------------ events --
     def send(self, events: pa.Table) -> None:

@@ -67,9 +67,10 @@ class LoopClient(Protocol):
 
     def slates(
         self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(videos int64[n, k] as 1-based ids, -1 where empty; arm int8[n])`` for requests of
-        users (1-based ids) at times ``t`` (ms) from ``surface``/``device`` (names)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(videos int64[n, k] as 1-based ids, -1 where empty; arm int8[n]; exploration
+        bool[n, k]: the slots the re-ranking's exploration filled)`` for requests of users
+        (1-based ids) at times ``t`` (ms) from ``surface``/``device`` (names)."""
         ...
 
     def send(self, events: pa.Table) -> None:
@@ -89,16 +90,18 @@ class InProcess:
 
     def slates(
         self, users: np.ndarray, t: np.ndarray, surface: np.ndarray, device: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = np.full((len(users), k), -1, dtype=np.int64)
         arm = np.zeros(len(users), dtype=np.int8)
+        explore = np.zeros((len(users), k), dtype=bool)
         for i, (u, ts) in enumerate(zip(users.tolist(), t.tolist(), strict=True)):
             ctx = RequestCtx(time_ms=ts, device=str(device[i]), surface=str(surface[i]))
             served = self.model.serve(u, k, ctx)
-            got = [it.video_id for it in served.items][:k]
-            out[i, : len(got)] = got
+            items = served.items[:k]
+            out[i, : len(items)] = [it.video_id for it in items]
+            explore[i, : len(items)] = [it.exploration for it in items]
             arm[i] = self._index.get(served.arm or "all", 0)
-        return out, arm
+        return out, arm, explore
 
     def send(self, events: pa.Table) -> None:
         self.model.apply_events(events)
@@ -171,7 +174,7 @@ def closed_loop(
         day_events: list[pa.Table] = []
         for sl in np.split(np.arange(len(users)), bounds):
             u, tt, sf, dv = users[sl], t[sl], surface[sl], device[sl]
-            got, arm_c = client.slates(
+            got, arm_c, explore_c = client.slates(
                 u + 1, tt, np.asarray(SURFACES)[sf], np.asarray(DEVICES)[dv], s
             )
             user_arm[u] = arm_c
@@ -191,10 +194,10 @@ def closed_loop(
             client.send(sent)
             day_events.append(sent)
             parts.append((slates_c, arm_c, resp_c.play, resp_c.watch_seconds, resp_c.like,
-                          resp_c.dislike))  # fmt: skip
+                          resp_c.dislike, explore_c))  # fmt: skip
         if on_day is not None:
             on_day(day, pa.concat_tables(day_events))
-        slates, arm, play, watch, like, dislike = (
+        slates, arm, play, watch, like, dislike, explore = (
             np.concatenate(x) for x in zip(*parts, strict=True)
         )
         resp = _Resp(play, watch, like, dislike)
@@ -209,7 +212,7 @@ def closed_loop(
             ("dislikes", resp.dislike.sum(axis=1)),
         ):
             np.add.at(per_day[name][:, day], users, values)
-        out.days.append(_day_stats(world, slates, resp.play, valid, arm, len(out.arms), policy))
+        out.days.append(_day_stats(world, slates, valid, arm, explore, len(out.arms)))
         out.seconds.append(time.perf_counter() - t0)
         if say is not None:
             say(
@@ -224,33 +227,24 @@ def closed_loop(
 
 
 def _day_stats(
-    world: Any,
-    slates: np.ndarray,
-    play: np.ndarray,
-    valid: np.ndarray,
-    arm: np.ndarray,
+    world: Any, slates: np.ndarray, valid: np.ndarray, arm: np.ndarray, explore: np.ndarray,
     n_arms: int,
-    policy: Any,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """One day's slate-level metrics per arm: catalog coverage (distinct videos shown /
-    catalog), creator concentration (Gini of impressions over creators, 0: even) and the
-    share of fresh slots (videos at most 7 days old) that led to a valid watch."""
+    catalog), creator concentration (Gini of impressions over creators, 0: even), the share
+    of slots exploration filled and the share of those that led to a valid watch."""
     per_arm = []
-    fresh = (world.end_ms - world.upload_ms[slates]) <= 7 * DAY_MS
     for a in range(n_arms):
         m = arm == a
         shown = slates[m]
         creators = np.bincount(world.video_creator[shown].ravel(), minlength=world.n_creators)
-        fresh_slots = fresh[m]
-        per_arm.append(
-            {
-                "coverage": float(len(np.unique(shown)) / world.n_videos) if shown.size else 0.0,
-                "creator_gini": _gini(creators),
-                "fresh_slot_watch_rate": float(valid[m][fresh_slots].mean())
-                if fresh_slots.any()
-                else 0.0,
-            }
-        )
+        slots = explore[m]
+        per_arm.append({
+            "coverage": float(len(np.unique(shown)) / world.n_videos) if shown.size else 0.0,
+            "creator_gini": _gini(creators),
+            "exploration_share": float(slots.mean()) if slots.size else 0.0,
+            "exploration_watch_rate": float(valid[m][slots].mean()) if slots.any() else 0.0,
+        })  # fmt: skip
     return {"arms": per_arm}
 
 

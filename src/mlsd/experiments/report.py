@@ -163,7 +163,13 @@ def build(a: Mapping[str, Any], offline: Mapping[str, float] | None = None) -> R
         )
     if a.get("slates"):
         rows = [
-            [arm, v["coverage"], v["creator_gini"], v["fresh_slot_watch_rate"]]
+            [
+                arm,
+                v["coverage"],
+                v["creator_gini"],
+                v["exploration_share"],
+                v["exploration_watch_rate"],
+            ]
             for arm, v in a["slates"].items()
         ]
         r.add(
@@ -172,7 +178,8 @@ def build(a: Mapping[str, Any], offline: Mapping[str, float] | None = None) -> R
                     "arm",
                     "catalog coverage / day",
                     "creator concentration (Gini)",
-                    "fresh slots watched",
+                    "exploration slots",
+                    "exploration slots watched",
                 ],
                 rows,
                 title="Slates",
