@@ -13,8 +13,9 @@ data, logged by the platform's policy) beside each pair's online lift; experimen
 The closed loop runs ``--days`` simulated days after DATA (the world the bundle was trained
 on), every visitor served by the bundle (prepared as ``mlsd serve`` prepares it). On that one
 run, ``--n`` A/A experiments split the visitors 50/50 by their own salts: false-positive rate
-of Welch's test at the horizon and of the mSPRT peeked daily (alpha 0.05). Also: SRM detection
-when 5% of one arm's exposure logs (slates served) are dropped, in 100 splits; and CUPED on
+of Welch's test at the horizon and of the mSPRT peeked daily (alpha 0.05). Also SRM (see
+:func:`srm_trials`: A/A alarms on users and, for contrast, on slates; detection of 5% of one
+arm's users' exposure logs lost, in 100 splits of a 50,000-user world); and CUPED on
 the primary metric (valid watches per user), with the user's valid watches in the last
 ``--days`` of DATA as the pre-period covariate: variance reduction and the CI width before
 and after. Writes ``benchmarks/results/experiments_aa.json``.
