@@ -10,7 +10,7 @@ watched items). The catalog, the string ids and item similarity are the bundle's
 
 from __future__ import annotations
 
-import pickle
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -103,13 +103,17 @@ class BaselineArm:
         return 0
 
     def online_snapshot(self) -> bytes:
+        """JSON (no pickle: snapshots are files a restart reads back)."""
         with self._lock:
-            return pickle.dumps((self.version, self._watched), protocol=5)
+            watched = {str(u): sorted(v) for u, v in self._watched.items()}
+        return json.dumps({"version": self.version, "watched": watched}).encode()
 
     def restore_online(self, blob: bytes) -> None:
         try:
-            version, watched = pickle.loads(blob)
-        except Exception as e:  # bytes that are no snapshot of this arm
+            d = json.loads(blob)
+            version = d["version"]
+            watched = {int(u): {int(v) for v in vs} for u, vs in d["watched"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise BundleError(f"{self.version}: not a baseline arm snapshot ({e})") from None
         if version != self.version:
             raise BundleError(f"snapshot of {version}, not of {self.version}")
