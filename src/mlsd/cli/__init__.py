@@ -20,6 +20,7 @@ from mlsd.cli.models import recommend, train
 from mlsd.cli.monitor import monitor
 from mlsd.cli.registry import models_app
 from mlsd.cli.retrain import retrain
+from mlsd.cli.search import search_app
 from mlsd.cli.serve import bench_app, serve
 
 __all__ = ["app"]
@@ -46,3 +47,4 @@ app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(search_app, name="search")
