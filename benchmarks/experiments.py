@@ -163,14 +163,6 @@ mde: 0.02
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _mlsd(*args: str, env: dict[str, str] | None = None) -> None:
     import os
     import subprocess
@@ -181,71 +173,30 @@ def _mlsd(*args: str, env: dict[str, str] | None = None) -> None:
 
 def run_ab(model: Path, data: Path, *, days: int, seed: int, workers: int) -> dict[str, Any]:
     """The pipeline vs MostPop through a real ``mlsd serve --experiment`` (HTTP)."""
-    import os
-    import subprocess
     import tempfile
-    import urllib.request
+
+    from mlsd.serving.process import ServerProcess
 
     work = Path(tempfile.mkdtemp(prefix="mlsd-ab-"))
     cfg = work / "ab.yaml"
     cfg.write_text(AB_CONFIG)
-    port, key = _free_port(), "bench-key"
+    key = "bench-key"
     log = work / "events.jsonl"
-    exe = str(Path(sys.executable).with_name("mlsd"))
+    server = ServerProcess(
+        model, workers=workers, api_key=key, event_log=log, ready_timeout_s=600,
+        log_path=work / "serve.log",
+        extra_args=["--experiment", str(cfg), "--max-event-rate", "0"],
+    )  # fmt: skip
     t0 = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            exe,
-            "serve",
-            "--model",
-            str(model),
-            "--experiment",
-            str(cfg),
-            "--event-log",
-            str(log),
-            "--max-event-rate",
-            "0",
-            "--workers",
-            str(workers),
-            "--port",
-            str(port),
-        ],
-        env={**os.environ, "MLSD_API_KEY": key},
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
+    with server:
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         _mlsd(
-            "experiment",
-            "run",
-            "--config",
-            str(cfg),
-            "--data",
-            str(data),
-            "--url",
-            url,
-            "--days",
-            str(days),
-            "--seed",
-            str(seed),
-            "--out",
-            str(work / "run"),
-            "--exposures",
-            str(log) + ".exposures.jsonl",
-            env={"MLSD_API_KEY": key},
-        )
+            "experiment", "run", "--config", str(cfg), "--data", str(data), "--url", server.url,
+            "--days", str(days), "--seed", str(seed), "--out", str(work / "run"),
+            "--exposures", str(log) + ".exposures.jsonl", env={"MLSD_API_KEY": key},
+        )  # fmt: skip
         loop_s = time.perf_counter() - t0
-    finally:
-        server.terminate()
-        server.wait(60)
     a = json.loads((work / "run" / "analysis.json").read_text())
     lift = a["metrics"]["valid_watches"]["vs_control"]["pipeline"]["lift"]
     checks = {
@@ -347,24 +298,17 @@ def run_pairs(model: Path, data: Path, offline: Path, *, days: int, seed: int) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="scenario", required=True)
-    a = sub.add_parser("aa", help="A/A false-positive rates, SRM detection, CUPED")
-    a.add_argument("--model", type=Path, required=True)
-    a.add_argument("--data", type=Path, required=True)
-    a.add_argument("--days", type=int, default=7)
+    common = argparse.ArgumentParser(add_help=False)  # what every scenario takes
+    common.add_argument("--model", type=Path, required=True)
+    common.add_argument("--data", type=Path, required=True)
+    common.add_argument("--days", type=int, default=7)
+    common.add_argument("--seed", type=int, default=0)
+    a = sub.add_parser("aa", parents=[common], help="A/A false-positive rates, SRM, CUPED")
     a.add_argument("--n", type=int, default=200)
-    a.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("ab", help="pipeline vs MostPop through the HTTP service")
-    b.add_argument("--model", type=Path, required=True)
-    b.add_argument("--data", type=Path, required=True)
-    b.add_argument("--days", type=int, default=7)
-    b.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("ab", parents=[common], help="pipeline vs MostPop through HTTP")
     b.add_argument("--workers", type=int, default=2)
-    c = sub.add_parser("pairs", help="offline NDCG vs online lift, four arms in process")
-    c.add_argument("--model", type=Path, required=True)
-    c.add_argument("--data", type=Path, required=True)
+    c = sub.add_parser("pairs", parents=[common], help="offline NDCG vs online lift, 4 arms")
     c.add_argument("--offline-data", type=Path, required=True)
-    c.add_argument("--days", type=int, default=7)
-    c.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.scenario == "ab":
         res = run_ab(args.model, args.data, days=args.days, seed=args.seed, workers=args.workers)

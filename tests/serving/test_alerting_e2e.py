@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from mlsd.serving.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -35,12 +36,6 @@ pytestmark = [
         reason="needs Debian's prometheus and prometheus-alertmanager (.ci/run installs them)",
     ),
 ]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> Any:
@@ -93,7 +88,7 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
     tmp_path: Path, real_bundle: Path, receiver: tuple[str, list[dict[str, Any]]]
 ) -> None:
     hook, received = receiver
-    mlsd_port, prom_port, am_port = _port(), _port(), _port()
+    mlsd_port, prom_port, am_port = free_port(), free_port(), free_port()
     (tmp_path / "alertmanager.yml").write_text(
         "route:\n  receiver: test\n  group_by: [alertname]\n  group_wait: 1s\n"
         "  group_interval: 1s\n  repeat_interval: 1h\n"
@@ -109,12 +104,14 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
     )
     mlsd = str(Path(sys.executable).with_name("mlsd"))
     log = (tmp_path / "logs").open("wb")
+    server = ServerProcess(
+        real_bundle, port=mlsd_port, api_key="k", ready_timeout_s=120,
+        log_path=tmp_path / "serve.log",
+        extra_args=["--monitor-interval", "1", "--feature-fault", "video_age_h=0"],
+    ).start()  # fmt: skip
+    assert server.proc is not None
     procs = [
-        subprocess.Popen(
-            [mlsd, "serve", "--model", str(real_bundle), "--port", str(mlsd_port),
-             "--monitor-interval", "1", "--feature-fault", "video_age_h=0"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLSD_API_KEY": "k"},
-        ),
+        server.proc,
         subprocess.Popen(
             [str(ALERTMANAGER), f"--config.file={tmp_path / 'alertmanager.yml'}",
              f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
@@ -129,7 +126,7 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
         ),
     ]  # fmt: skip
     try:
-        base = f"http://127.0.0.1:{mlsd_port}"
+        base = server.url
         _wait("the monitor attached", lambda: _get_admin(base).get("attached"), 120, procs)
         for u in range(1, 301):  # traffic for the monitor's sample (every 5th request)
             req = urllib.request.Request(
@@ -180,9 +177,10 @@ def test_an_injected_data_fault_fires_the_alert_and_alertmanager_delivers_it(
         posted = [a for body in received[n:] for a in body.get("alerts", [])]
         assert any(a["labels"]["alertname"] == "MlsdDataQuality" for a in posted)
     finally:
-        for p in procs:
+        server.stop()
+        for p in procs[1:]:
             p.terminate()
-        for p in procs:
+        for p in procs[1:]:
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:

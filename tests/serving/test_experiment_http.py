@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 
 from mlsd.serving.assignment import assign
+from mlsd.serving.process import ServerProcess
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -29,12 +28,6 @@ arms:
   - name: pipeline
 metrics: [valid_watches, plays, ctr]
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -49,44 +42,27 @@ def test_an_ab_test_through_the_service(
 ) -> None:
     cfg = tmp_path / "ab.yaml"
     cfg.write_text(CONFIG)
-    port, log = _port(), tmp_path / "events.jsonl"
+    log = tmp_path / "events.jsonl"
     mlsd = str(Path(sys.executable).with_name("mlsd"))
     env = {**os.environ, "MLSD_API_KEY": "k"}
-    out = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [mlsd, "serve", "--model", str(real_bundle), "--experiment", str(cfg), "--event-log",
-         str(log), "--max-event-rate", "0", "--port", str(port), "--monitor-interval", "0"],
-        env=env, stdout=out, stderr=subprocess.STDOUT,
+    server = ServerProcess(
+        real_bundle, api_key="k", event_log=log, ready_timeout_s=120,
+        log_path=tmp_path / "serve.log",
+        extra_args=["--experiment", str(cfg), "--max-event-rate", "0", "--monitor-interval", "0"],
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+    with server:
         users = np.arange(1, 41)
         expect = assign(users, "s1", [1, 1])
         for u, a in zip(users.tolist(), expect.tolist(), strict=True):
-            body = _post(f"{base}/v1/recommendations", {"user_id": u, "k": 5})
+            body = _post(f"{server.url}/v1/recommendations", {"user_id": u, "k": 5})
             assert body["experiment"] == {"name": "tiny-ab", "arm": ["most-popular", "pipeline"][a]}
         run = subprocess.run(
             [mlsd, "experiment", "run", "--config", str(cfg), "--data", str(tiny_dataset),
-             "--url", base, "--days", "2", "--exposures", f"{log}.exposures.jsonl",
+             "--url", server.url, "--days", "2", "--exposures", f"{log}.exposures.jsonl",
              "--out", str(tmp_path / "run")],
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout + run.stderr
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        out.close()
     a = json.loads((tmp_path / "run" / "analysis.json").read_text())
     assert a["arms"] == ["most-popular", "pipeline"] and a["days"] == 2
     assert a["srm"]["source"] == "users in the exposure log" and not a["srm"]["alarm"]
