@@ -41,6 +41,7 @@ __all__ = [
     "label_events",
     "positives",
     "valid_watch",
+    "watched_enough",
     "weights",
     "zero_weight",
 ]
@@ -156,15 +157,23 @@ def valid_watch(events: pa.Table, videos: pa.Table | None, cfg: LabelConfig) -> 
     _check_columns(events)
     play = _is_type(events, "play")
     watch = _floats(events, "watch_seconds")
-    dur = durations(events, videos)
     unknown = np.isnan(watch)
-    long_enough = watch >= cfg.min_watch_seconds  # NaN compares False
-    short = (dur > 0) & (dur < cfg.short_video_seconds)  # NaN compares False
-    with np.errstate(divide="ignore", invalid="ignore"):
-        completed = short & (watch / np.where(short, dur, 1.0) >= cfg.min_completion)
+    enough = watched_enough(watch, durations(events, videos), cfg)
     rating = _is_type(events, "rating") & (_floats(events, "rating") >= cfg.min_rating)
-    ok = (play & (unknown | long_enough | completed)) | rating
+    ok = (play & (unknown | enough)) | rating
     return ok & ~zero_weight(events) if "weight" in events.column_names else ok
+
+
+def watched_enough(watch: np.ndarray, duration: np.ndarray, cfg: LabelConfig) -> np.ndarray:
+    """The watch rule of a play, elementwise over arrays of any shape: at least
+    ``cfg.min_watch_seconds`` watched, or a short video (``0 < duration <
+    cfg.short_video_seconds``) watched to ``cfg.min_completion``. NaN compares False (an
+    unknown watch time is :func:`valid_watch`'s to decide)."""
+    long_enough = watch >= cfg.min_watch_seconds
+    short = (duration > 0) & (duration < cfg.short_video_seconds)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        completed = short & (watch / np.where(short, duration, 1.0) >= cfg.min_completion)
+    return np.asarray(long_enough | completed)
 
 
 def _pair_keys(users: np.ndarray, videos: np.ndarray, n_left: int) -> tuple[np.ndarray, np.ndarray]:

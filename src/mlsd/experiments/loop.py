@@ -20,10 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from mlsd.config import LabelConfig, TasteShift
+from mlsd.data.labels import watched_enough
 from mlsd.data.simulate import ResponseModel, requests, slate_events
 from mlsd.data.simulate.continuation import _config_of, _extend, world_of
 from mlsd.data.simulate.policy import LoggingPolicy
 from mlsd.data.simulate.world import DEVICES, SURFACES
+from mlsd.evaluation.beyond import gini
 from mlsd.experiments.assignment import assign
 from mlsd.pipeline import RequestCtx, Servable
 
@@ -115,11 +117,6 @@ class _Resp:
     dislike: np.ndarray
 
 
-def _valid(watch: np.ndarray, duration: np.ndarray, cfg: LabelConfig) -> np.ndarray:
-    short = duration < cfg.short_video_seconds
-    return (watch >= cfg.min_watch_seconds) | (short & (watch >= cfg.min_completion * duration))
-
-
 def closed_loop(
     meta: Mapping[str, Any],
     client: LoopClient | Servable,
@@ -201,7 +198,7 @@ def closed_loop(
             np.concatenate(x) for x in zip(*parts, strict=True)
         )
         resp = _Resp(play, watch, like, dislike)
-        valid = resp.play & _valid(resp.watch_seconds, world.duration_s[slates], label)
+        valid = resp.play & watched_enough(resp.watch_seconds, world.duration_s[slates], label)
         for name, values in (
             ("requests", np.ones(len(users))),
             ("impressions", np.full(len(users), s, dtype=np.float64)),
@@ -241,20 +238,11 @@ def _day_stats(
         slots = explore[m]
         per_arm.append({
             "coverage": float(len(np.unique(shown)) / world.n_videos) if shown.size else 0.0,
-            "creator_gini": _gini(creators),
+            "creator_gini": gini(creators),
             "exploration_share": float(slots.mean()) if slots.size else 0.0,
             "exploration_watch_rate": float(valid[m][slots].mean()) if slots.any() else 0.0,
         })  # fmt: skip
     return {"arms": per_arm}
-
-
-def _gini(x: np.ndarray) -> float:
-    """Gini coefficient of non-negative counts (0: equal; near 1: one holds all)."""
-    v = np.sort(x.astype(np.float64))
-    if v.sum() == 0:
-        return 0.0
-    n = len(v)
-    return float((2 * np.arange(1, n + 1) - n - 1).dot(v) / (n * v.sum()))
 
 
 def aa_experiments(

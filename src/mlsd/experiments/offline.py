@@ -20,6 +20,7 @@ from mlsd.config import LabelConfig
 from mlsd.data.dataset import load_dataset
 from mlsd.data.labels import positives
 from mlsd.errors import DataError
+from mlsd.evaluation.metrics import ndcg_at_k
 from mlsd.pipeline import RequestCtx, Servable
 
 __all__ = ["offline_ndcg"]
@@ -51,20 +52,17 @@ def offline_ndcg(
     rng = np.random.default_rng(seed)
     if len(test) > max_users:
         test = np.sort(rng.choice(test, max_users, replace=False))
-    truth: dict[int, set[int]] = {}
-    for u, v in zip(users.tolist(), videos.tolist(), strict=True):
-        truth.setdefault(int(u), set()).add(int(v))
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    order = np.argsort(users, kind="stable")
+    bounds = np.searchsorted(users[order], test)
+    ends = np.searchsorted(users[order], test, side="right")
+    truth = [np.unique(videos[order][a:b]) for a, b in zip(bounds, ends, strict=True)]
     out = {}
     for name, model in arms:
-        scores = []
-        for u in test.tolist():
+        recs = np.full((len(test), k), -1, dtype=np.int64)
+        for i, u in enumerate(test.tolist()):
             got = [it.video_id for it in model.serve(u, k, RequestCtx(time_ms=after_ms)).items]
-            rel = np.array([v in truth[u] for v in got[:k]], dtype=np.float64)
-            dcg = float(rel @ discounts[: len(rel)])
-            ideal = float(discounts[: min(k, len(truth[u]))].sum())
-            scores.append(dcg / ideal)
-        out[name] = float(np.mean(scores))
+            recs[i, : min(k, len(got))] = got[:k]
+        out[name] = float(np.nanmean(ndcg_at_k(recs, truth, k)))
         if say is not None:
             say(f"offline NDCG@{k} of {name}: {out[name]:.4f} ({len(test):,} users)")
     return out
