@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import mlsd.orchestration as orchestration
 from mlsd.cli import app
 from mlsd.monitoring.online import DAY_MS
+from mlsd.orchestration import RetrainResult
 from mlsd.serving.monitor import ServiceMonitor
 from mlsd.serving.service import ModelHolder
 from tests.serving.stub_model import StubModel
@@ -51,10 +52,13 @@ def test_monitor_reports_fires_and_starts_the_retraining(
     monkeypatch.setattr(cli_monitor, "_fetch", lambda url, key: _details(drop))
     runs: list[str] = []
 
-    def fake_retrain(cfg: Any, say: Any = None, **kw: Any) -> dict[str, Any]:
+    def fake_retrain(cfg: Any, say: Any = None, **kw: Any) -> RetrainResult:
         runs.append(cfg.name)
-        return {"gates": {"passed": True, "failed": []}, "promote": {"promoted": False,
-                "champion": 1}, "register": {"version": 2}}  # fmt: skip
+        return RetrainResult(
+            gates={"passed": True, "failed": []},
+            promote={"promoted": False, "champion": 1},
+            register={"version": 2},
+        )
 
     monkeypatch.setattr(orchestration, "retrain", fake_retrain)
     cfg = tmp_path / "retrain.yaml"
@@ -66,6 +70,7 @@ def test_monitor_reports_fires_and_starts_the_retraining(
         assert r.exit_code == 1, r.output
         assert "FIRING MlsdOnlineMetricDrift" in r.output
         assert runs == ["videorec"]
+        assert "videorec v2: gates passed; champion stays v1" in r.output
         assert "Online metric" in (tmp_path / "r" / "report.md").read_text()
     else:
         assert r.exit_code == 0, r.output

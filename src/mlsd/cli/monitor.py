@@ -150,9 +150,4 @@ def _retrain(config: Path) -> None:
         raise ConfigError(f"{config}: {e}") from e
     console.print(f"drift alert: starting the retraining run of {cfg.name} ({config})")
     result = run_retrain(cfg, say=lambda m: console.log(m))
-    g, p = result["gates"], result["promote"]
-    console.print(
-        f"{cfg.name} v{result['register']['version']}: gates "
-        + ("passed" if g["passed"] else "FAILED (" + ", ".join(g["failed"]) + ")")
-        + ("; promoted" if p["promoted"] else f"; champion stays v{p['champion']}")
-    )
+    console.print(result.summary(cfg.name))

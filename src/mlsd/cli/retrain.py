@@ -114,13 +114,7 @@ def retrain(
         if e.report is not None:
             err_console.print(f"report: {e.report}")
         raise
-    g, p = result["gates"], result["promote"]
     console.print(f"report: {result['report']}")
-    console.print(
-        f"{name} v{result['register']['version']}: gates "
-        + ("passed" if g["passed"] else "FAILED (" + ", ".join(g["failed"]) + ")")
-        + ("; promoted to champion" if p["promoted"] else f"; champion stays v{p['champion']}")
-        + f" ({result['seconds']:.0f} s)"
-    )
-    if not g["passed"]:
+    console.print(result.summary(name))
+    if not result["gates"]["passed"]:
         raise typer.Exit(1)

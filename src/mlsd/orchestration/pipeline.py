@@ -37,6 +37,16 @@ class RetrainResult(dict[str, Any]):
     """The finished run's step results (``collect`` ... ``promote``) plus ``run_dir``,
     ``report`` and ``seconds``."""
 
+    def summary(self, name: str) -> str:
+        """One line: the version registered, the gates' verdict and what became champion."""
+        g, p = self["gates"], self["promote"]
+        return (
+            f"{name} v{self['register']['version']}: gates "
+            + ("passed" if g["passed"] else "FAILED (" + ", ".join(g["failed"]) + ")")
+            + ("; promoted to champion" if p["promoted"] else f"; champion stays v{p['champion']}")
+            + (f" ({self['seconds']:.0f} s)" if "seconds" in self else "")
+        )
+
 
 def run_step(run: Run, name: str) -> dict[str, Any]:
     """Run step ``name`` unless already done; its result. A :class:`RunStopped` writes the
