@@ -30,6 +30,17 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# the model registry, for every command that reads or writes it
+RegistryUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry-uri",
+        envvar="MLSD_REGISTRY_URI",
+        help="MLflow tracking URI of the registry (sqlite:///..., http://...). Default: "
+        "MLSD_REGISTRY_URI, else a SQLite registry in ./mlsd-registry.",
+        show_default=False,
+    ),
+]
 EventsOpt = Annotated[
     Path,
     typer.Option(

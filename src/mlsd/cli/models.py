@@ -26,6 +26,7 @@ from mlsd.cli._common import (
     FormatOpt,
     ItemColOpt,
     RatingColOpt,
+    RegistryUriOpt,
     TimeColOpt,
     UserColOpt,
     UsersFileColOpt,
@@ -79,15 +80,7 @@ def train(
             "version of a name becomes its champion).",
         ),
     ] = None,
-    registry_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--registry-uri",
-            envvar="MLSD_REGISTRY_URI",
-            help="MLflow tracking URI of the registry (default: ./mlsd-registry, SQLite).",
-            show_default=False,
-        ),
-    ] = None,
+    registry_uri: RegistryUriOpt = None,
 ) -> None:
     """Train the two-stage recommender on an event log and write a model bundle.
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mlsd.cli._common import console, user_errors
+from mlsd.cli._common import RegistryUriOpt, console, user_errors
 
 models_app = typer.Typer(
     rich_markup_mode="markdown",
@@ -22,16 +22,6 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
-RegistryUriOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--registry-uri",
-        envvar="MLSD_REGISTRY_URI",
-        help="MLflow tracking URI of the registry (sqlite:///..., http://...). Default: "
-        "MLSD_REGISTRY_URI, else a SQLite registry in ./mlsd-registry.",
-        show_default=False,
-    ),
-]
 NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
 
 #: metrics shown in list/show, in this order, when a version has them

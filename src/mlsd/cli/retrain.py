@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlsd.cli._common import console, err_console, user_errors
+from mlsd.cli._common import RegistryUriOpt, console, err_console, user_errors
 
 
 @user_errors
@@ -62,15 +62,7 @@ def retrain(
             hidden=False,
         ),
     ] = "none",
-    registry_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--registry-uri",
-            envvar="MLSD_REGISTRY_URI",
-            show_default=False,
-            help="MLflow tracking URI of the registry (default: ./mlsd-registry).",
-        ),
-    ] = None,
+    registry_uri: RegistryUriOpt = None,
 ) -> None:
     """Retrain NAME on its base data plus new data, judge the challenger against the champion
     (NDCG@20 non-inferiority on the latest holdout and a backtest, skew check, latency, bundle

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlsd.cli._common import console, err_console, user_errors
+from mlsd.cli._common import RegistryUriOpt, console, err_console, user_errors
 
 bench_app = typer.Typer(
     rich_markup_mode="markdown", help="Benchmarks that ship with mlsd.", no_args_is_help=True
@@ -127,16 +127,7 @@ def serve(
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request (costs latency).")] = False,
-    registry_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--registry-uri",
-            envvar="MLSD_REGISTRY_URI",
-            show_default=False,
-            help="MLflow tracking URI of the registry, for --model models:/... (default: "
-            "./mlsd-registry).",
-        ),
-    ] = None,
+    registry_uri: RegistryUriOpt = None,
     follow_interval: Annotated[
         float,
         typer.Option(help="Seconds between looks at the registry alias (--model models:/...)."),
