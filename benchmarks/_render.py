@@ -58,6 +58,14 @@ def met(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
+def checks_verdict(d: Doc) -> str:
+    """A results file's must-show ``checks`` in one cell: met (how many), or which missed."""
+    failed = [name for name, c in d["checks"].items() if not c["pass"]]
+    if failed:
+        return "**missed**: " + "; ".join(failed)
+    return f"**met** ({len(d['checks'])} checks)"
+
+
 def span(values: Iterable[float], fmt: str = "{:.1f}") -> str:
     """``a-b`` from the smallest to the largest value (one value when they agree)."""
     vals = sorted(values)

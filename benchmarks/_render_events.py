@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from _render import Doc, Missing, Results, measured_on, ms
+from _render import Doc, Missing, Results, checks_verdict, measured_on, ms
 
 SCENARIOS = ("mixed", "kill9", "visibility", "redis_outage", "sighup")
 
@@ -69,13 +69,6 @@ SUMMARY: dict[str, Callable[[Doc], str]] = {
 }
 
 
-def _checks(d: Doc) -> str:
-    failed = [name for name, c in d["checks"].items() if not c["pass"]]
-    if not failed:
-        return f"**met** ({len(d['checks'])} checks)"
-    return f"**missed**: {'; '.join(failed)}"
-
-
 def events(r: Results) -> str:
     """The table; scenarios without a results file say so. Raises :class:`Missing` when no
     scenario has results."""
@@ -88,7 +81,7 @@ def events(r: Results) -> str:
             rows.append(f"| `{name}` | not run yet | - |")
             continue
         docs.append(d)
-        rows.append(f"| `{name}` | {SUMMARY[name](d)} | {_checks(d)} |")
+        rows.append(f"| `{name}` | {SUMMARY[name](d)} | {checks_verdict(d)} |")
     if not docs:
         raise Missing("events_mixed")
     latest = max(docs, key=lambda d: d.get("measured_at", ""))

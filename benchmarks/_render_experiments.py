@@ -4,14 +4,7 @@ table, and the monitoring drills."""
 
 from __future__ import annotations
 
-from _render import Doc, Missing, Results, measured_on
-
-
-def _checks(d: Doc) -> str:
-    failed = [name for name, c in d["checks"].items() if not c["pass"]]
-    if failed:
-        return "**missed**: " + "; ".join(failed)
-    return f"**met** ({len(d['checks'])} checks)"
+from _render import Missing, Results, checks_verdict, measured_on
 
 
 def _pct(e: dict, digits: int = 1) -> str:
@@ -33,7 +26,7 @@ def experiments(r: Results) -> str:
             f"{srm['detected_of_100']}/100 losses of 5% of one arm's users' exposures detected "
             f"({srm['visitors']:,} visitors), {srm['aa_alarms_users_world']} A/A alarms; CUPED: "
             f"variance -{100 * c['variance_reduction']:.0f}%, CI width {c['ci_width_raw']:.2f} -> "
-            f"{c['ci_width_cuped']:.2f} | {_checks(d)} |"
+            f"{c['ci_width_cuped']:.2f} | {checks_verdict(d)} |"
         )
     except Missing:
         pass
@@ -52,7 +45,7 @@ def experiments(r: Results) -> str:
             f"{a['srm']['p_value']:.3f} ({a['srm']['counts'][0]:,} vs "
             f"{a['srm']['counts'][1]:,} users){cuped}; {a['http']['requests']:,} requests and "
             f"{a['http']['events_sent']:,} events over HTTP in {d['seconds']['loop']:.0f} s | "
-            f"{_checks(d)} |"
+            f"{checks_verdict(d)} |"
         )
     except Missing:
         pass

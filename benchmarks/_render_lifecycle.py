@@ -4,14 +4,7 @@ under load."""
 
 from __future__ import annotations
 
-from _render import Doc, Missing, Results, measured_on, ms
-
-
-def _checks(d: Doc) -> str:
-    failed = [name for name, c in d["checks"].items() if not c["pass"]]
-    if failed:
-        return "**missed**: " + "; ".join(failed)
-    return f"**met** ({len(d['checks'])} checks)"
+from _render import Doc, Missing, Results, checks_verdict, measured_on, ms
 
 
 def _retrain(d: Doc) -> list[str]:
@@ -22,7 +15,7 @@ def _retrain(d: Doc) -> list[str]:
         rows.append(
             f"| {label} | {run['seconds']:.0f} s | NDCG@20 {latest['champion']['ndcg@20']:.4f} -> "
             f"{latest['challenger']['ndcg@20']:.4f} | {verdict}; champion "
-            f"v{run['champion_before']} -> v{run['champion_after']} | {_checks(d)} |"
+            f"v{run['champion_before']} -> v{run['champion_after']} | {checks_verdict(d)} |"
         )
     return rows
 
@@ -33,7 +26,7 @@ def _rollback(d: Doc) -> str:
         f"| rollback under {d['settings']['rate']:g} rps | served "
         f"{d['rollback_served_after_command_s']:.1f} s after the command | "
         f"{d['requests']:,} requests, p99 {ms(lat['p99'])} | "
-        f"{sum(v for k, v in d['status'].items() if k != '200')} errors | {_checks(d)} |"
+        f"{sum(v for k, v in d['status'].items() if k != '200')} errors | {checks_verdict(d)} |"
     )
 
 
