@@ -63,3 +63,19 @@ def test_a_bad_config_names_the_field(tmp_path: Path, tiny_dataset: Path) -> Non
                                  str(tiny_dataset), "--model", str(tmp_path)])  # fmt: skip
     assert r.exit_code == 2
     assert "bad.yaml" in r.output and "arm names must differ" in r.output
+
+
+def test_a_bad_data_directory_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("name: x\narms: [{name: a}, {name: b}]\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["experiment", "run", "--config", str(cfg), "--data", str(data), "--url", "http://x"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "manifest.json: not found" in r.output
+    (data / "manifest.json").write_text("{not json")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "manifest.json: not valid JSON" in r.output
+    (data / "manifest.json").write_text("[1, 2]")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "expected a dataset manifest object" in r.output

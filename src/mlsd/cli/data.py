@@ -78,8 +78,7 @@ def simulate(
 
 
 def _continue(source: Path, days: int | None, out: Path) -> None:
-    import json
-
+    from mlsd.data.dataset import read_manifest
     from mlsd.data.simulate.continuation import continue_world
 
     if days is None:
@@ -89,10 +88,7 @@ def _continue(source: Path, days: int | None, out: Path) -> None:
         raise DataError(f"{mf}: not found; --continue expects a directory mlsd simulate wrote")
     if out.resolve() == source.resolve():
         raise DataError(f"--out {out}: the same as --continue; write the new days elsewhere")
-    try:
-        meta = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{mf}: not valid JSON ({e}); expected a dataset manifest") from e
+    meta = read_manifest(source)
     with progress() as bar:
         ds = continue_world(meta, days, progress=bar)
     ds.write(out, manifest=ds.meta)

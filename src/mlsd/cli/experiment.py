@@ -71,12 +71,13 @@ def run(
     concurrency: Annotated[int, typer.Option(min=1, help="HTTP requests in flight.")] = 8,
 ) -> None:
     """Run the closed loop for `--days` and write the analysis and report."""
+    from mlsd.data.dataset import read_manifest
     from mlsd.experiments.analysis import analyze, pre_period, save_result, write_report
     from mlsd.experiments.loop import closed_loop
     from mlsd.serving.experiment import load_config
 
     cfg = load_config(config)
-    meta = _manifest(data)
+    meta = read_manifest(data)
     out_dir = out or Path("runs/experiments") / cfg.name
     offline = None
     if url is not None:
@@ -155,16 +156,6 @@ def analyze_cmd(
     paths = write_report(a, run_dir, offline)
     _summary(a)
     console.print(f"report: {paths['html']}", markup=False)
-
-
-def _manifest(data: Path) -> dict[str, Any]:
-    from mlsd.errors import DataError
-
-    p = data / "manifest.json"
-    try:
-        return dict(json.loads(p.read_text()))
-    except OSError as e:
-        raise DataError(f"{p}: {e.strerror or e}; --data names a simulated dataset") from None
 
 
 def _summary(a: dict[str, Any]) -> None:

@@ -268,10 +268,21 @@ def load_dataset(
     ds = from_tables(raw, files, repair=repair, csv={k: is_csv(f) for k, f in found.items()})
     del raw
     release_memory()  # validation's temporaries, which Arrow's pool would otherwise keep
-    mf = Path(path) / "manifest.json"
-    if Path(path).is_dir() and mf.exists():
-        try:
-            ds.meta = json.loads(mf.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{mf}: not valid JSON ({e}); expected a dataset manifest") from e
+    if Path(path).is_dir() and (Path(path) / "manifest.json").exists():
+        ds.meta = read_manifest(path)
     return ds
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` of a dataset directory; :class:`DataError` naming the file when
+    it is missing or not a JSON object."""
+    mf = Path(directory) / "manifest.json"
+    if not mf.is_file():
+        raise DataError(f"{mf}: not found; expected a dataset directory (mlsd simulate writes one)")
+    try:
+        meta = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{mf}: not valid JSON ({e}); expected a dataset manifest") from e
+    if not isinstance(meta, dict):
+        raise DataError(f"{mf}: a JSON {type(meta).__name__}; expected a dataset manifest object")
+    return meta
