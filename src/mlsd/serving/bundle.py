@@ -163,12 +163,13 @@ def kind_of(model: object) -> str:
 # save
 
 
-def _json_safe(obj: Any, where: str) -> Any:
-    """Plain JSON types only (numpy scalars converted, non-finite floats become null)."""
+def json_safe(obj: Any, where: str = "value") -> Any:
+    """Plain JSON types only (numpy scalars converted, non-finite floats become null, tuples
+    become lists); :class:`BundleError` naming ``where`` for any other type."""
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v, f"{where}.{k}") for k, v in obj.items()}
+        return {str(k): json_safe(v, f"{where}.{k}") for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [json_safe(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -244,8 +245,8 @@ def save_bundle(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "code_version": code_version(),
             "data_fingerprint": str(data_fingerprint),
-            "config": _json_safe(config, "config"),
-            "metrics": _json_safe(metrics, "metrics"),
+            "config": json_safe(config, "config"),
+            "metrics": json_safe(metrics, "metrics"),
             "artifacts": _list_artifacts(artifacts),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")

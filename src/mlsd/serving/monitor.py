@@ -46,6 +46,7 @@ from mlsd.monitoring import (
     prediction_drift,
 )
 from mlsd.monitoring.online import OnlineMetrics
+from mlsd.serving.bundle import json_safe
 from mlsd.serving.service import ModelHolder
 
 __all__ = ["MONITOR_GAUGES", "ServiceMonitor"]
@@ -115,19 +116,6 @@ def _target(model: Any) -> Any:
         return model
     return next((m for m in getattr(model, "models", []) if hasattr(m, "monitor_reference")),
                 None)  # fmt: skip
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-ready: NumPy scalars as Python ones, tuples as lists, NaN and inf as None."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 class ServiceMonitor:
@@ -255,7 +243,7 @@ class ServiceMonitor:
             else:
                 g.set(values[0][1])
         online = self._details.get("online")
-        self._details = _plain(
+        self._details = json_safe(
             {
                 "online": online,
                 "drift_reference": self.drift_reference,
@@ -287,7 +275,7 @@ class ServiceMonitor:
         self.gauges["mlsd_online_ctr_baseline"].set(o.baseline_ctr or 0.0)
         self.gauges["mlsd_online_metric_drift_detected"].set(float(o.drifted))
         with self._lock:
-            self._details["online"] = _plain(dataclasses.asdict(o))
+            self._details["online"] = json_safe(dataclasses.asdict(o))
 
     def details(self) -> dict[str, Any]:
         """The last check, JSON-ready (``checked_at`` None before the first; ``attached``:
