@@ -47,7 +47,6 @@ def monitor(
     data quality, the online CTR against the days before), write a Markdown + HTML report
     and act on what fires. Exit 0 when nothing fires, 1 when an alert fires."""
     from mlsd.monitoring import (
-        Alert,
         ColumnDrift,
         DatasetDrift,
         QualityIssue,
@@ -56,6 +55,7 @@ def monitor(
         drift_markdown,
         post_alerts,
     )
+    from mlsd.monitoring.online import OnlineMetricDrift
 
     d = _fetch(url.rstrip("/") + "/admin/monitor", api_key)
     if not d.get("enabled"):
@@ -70,18 +70,9 @@ def monitor(
     quality = [QualityIssue(**q) for q in d["quality"]]
     pred = ColumnDrift(**_floats(d["prediction"])) if d.get("prediction") else None
     labels = {"instance": url}
-    alerts = drift_alerts(drift, quality, pred, labels=labels)
     online = d.get("online") or {}
-    if online.get("drifted"):
-        alerts.append(
-            Alert(
-                {"alertname": "MlsdOnlineMetricDrift", "severity": "warning", **labels},
-                {"summary": f"Online CTR fell on {url}",
-                 "description": f"CTR {online['ctr']:.4f} vs {online['baseline_ctr']:.4f} "
-                 f"over the {online['baseline_periods']} periods before "
-                 f"({100 * online['relative_change']:+.1f}%)"},
-            )
-        )  # fmt: skip
+    alerts = drift_alerts(drift, quality, pred, labels=labels,
+                          online=OnlineMetricDrift(**online) if online else None)  # fmt: skip
     title = f"Drift report of {url} ({d.get('model_version')})"
     where = out or Path("runs/monitor") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     where.mkdir(parents=True, exist_ok=True)

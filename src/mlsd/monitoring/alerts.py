@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from mlsd.errors import AlertDeliveryError, ConfigError
 
 from .drift import ColumnDrift, DatasetDrift
+from .online import OnlineMetricDrift
 from .quality import QualityIssue
 
 __all__ = ["Alert", "drift_alerts", "post_alerts", "webhook_payload"]
@@ -144,11 +145,13 @@ def drift_alerts(
     quality: Sequence[QualityIssue] = (),
     prediction: ColumnDrift | None = None,
     labels: Mapping[str, str] | None = None,
+    online: OnlineMetricDrift | None = None,
 ) -> list[Alert]:
     """The alerts a monitor run raises, named as the Prometheus rules name them:
     ``MlsdFeatureDrift`` when at least ``share_threshold`` of the features or the prediction
     shifted majorly (PSI >= :data:`~.drift.PSI_ALERT`), ``MlsdDataQuality`` when a check
-    failed; ``[]`` when neither. ``labels`` are added to each (e.g. the service)."""
+    failed, ``MlsdOnlineMetricDrift`` when ``online`` (the CTR check) drifted; ``[]`` when
+    none. ``labels`` are added to each (e.g. the service)."""
     extra = dict(labels or {})
     out = []
     pred = prediction is not None and prediction.psi_major
@@ -178,6 +181,18 @@ def drift_alerts(
                 {
                     "summary": f"{len(quality)} data-quality issue(s) in the monitored window",
                     "description": "; ".join(f"{q.column} {q.check}: {q.detail}" for q in quality),
+                },
+            )
+        )
+    if online is not None and online.drifted:
+        change = online.relative_change or 0.0
+        out.append(
+            Alert(
+                {**extra, "alertname": "MlsdOnlineMetricDrift", "severity": "warning"},
+                {
+                    "summary": "Online CTR fell in the latest period",
+                    "description": f"CTR {online.ctr:.4f} vs {online.baseline_ctr or 0.0:.4f} "
+                    f"over the {online.baseline_periods} periods before ({100 * change:+.1f}%)",
                 },
             )
         )
